@@ -1,0 +1,168 @@
+/**
+ * Every error contexec throws on purpose is a {@link ContainerError} with a stable `code`, so a
+ * caller can branch on `err.code` without parsing messages. Messages say what was wrong and
+ * what to do about it. The original error, when there is one, is kept as `cause`.
+ */
+
+export const ERROR_CODES = [
+  "E_INVALID_SPEC",
+  "E_INVALID_CONFIG",
+  "E_IMAGE_ARCHIVE",
+  "E_IMAGE_NOT_FOUND",
+  "E_RUNTIME_UNAVAILABLE",
+  "E_RUNTIME",
+  "E_CONTAINER_STATE",
+  "E_COMMAND_NOT_FOUND",
+  "E_UNSUPPORTED",
+  "E_ABORTED",
+  "E_TIMEOUT",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ContainerErrorOptions {
+  cause?: unknown;
+}
+
+/** Root of every error contexec throws on purpose. */
+export class ContainerError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options: ContainerErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** One problem found in a spec: where (`env.FOO`, `mounts[1].source`) and what. */
+export interface SpecIssue {
+  path: string;
+  message: string;
+}
+
+/** A {@link ContainerSpec} that cannot run as given. Raised before anything is started. */
+export class InvalidSpecError extends ContainerError {
+  readonly issues: readonly SpecIssue[];
+  constructor(issues: readonly SpecIssue[]) {
+    const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join("\n");
+    super("E_INVALID_SPEC", `invalid container spec:\n${lines}`);
+    this.issues = issues;
+  }
+}
+
+/** An executor configuration that names an unknown backend or carries a bad option. */
+export class InvalidConfigError extends ContainerError {
+  constructor(message: string, options?: ContainerErrorOptions) {
+    super("E_INVALID_CONFIG", message, options);
+  }
+}
+
+/**
+ * An image archive that is not a docker-archive or OCI layout tarball, is truncated or corrupt,
+ * or holds something hostile (a path escaping the root, a link outside the image). `entry`
+ * names the archive member at fault, when there is one.
+ */
+export class ImageArchiveError extends ContainerError {
+  readonly entry: string | undefined;
+  constructor(message: string, options: ContainerErrorOptions & { entry?: string } = {}) {
+    super("E_IMAGE_ARCHIVE", options.entry ? `${message} (entry "${options.entry}")` : message, options);
+    this.entry = options.entry;
+  }
+}
+
+/** The image is not loaded in this executor. */
+export class ImageNotFoundError extends ContainerError {
+  readonly image: string;
+  constructor(image: string, options?: ContainerErrorOptions) {
+    super(
+      "E_IMAGE_NOT_FOUND",
+      `image ${image} is not loaded in this executor; load it first with loadImage(archive)`,
+      options,
+    );
+    this.image = image;
+  }
+}
+
+/** The runtime cannot be reached: binary missing, daemon not running, socket refused. */
+export class RuntimeUnavailableError extends ContainerError {
+  readonly runtime: string;
+  constructor(runtime: string, message: string, options?: ContainerErrorOptions) {
+    super("E_RUNTIME_UNAVAILABLE", `${runtime} is not available: ${message}`, options);
+    this.runtime = runtime;
+  }
+}
+
+/**
+ * The runtime itself failed (as opposed to the container's process exiting non-zero): a bad
+ * image, a refused flag, an API error. Carries the runtime's own message and, for CLI runtimes,
+ * its exit code.
+ */
+export class RuntimeError extends ContainerError {
+  readonly runtime: string;
+  readonly runtimeExitCode: number | undefined;
+  readonly stderr: string | undefined;
+  constructor(
+    runtime: string,
+    message: string,
+    options: ContainerErrorOptions & { runtimeExitCode?: number; stderr?: string } = {},
+  ) {
+    super("E_RUNTIME", `${runtime}: ${message}`, options);
+    this.runtime = runtime;
+    this.runtimeExitCode = options.runtimeExitCode;
+    this.stderr = options.stderr;
+  }
+}
+
+/** An operation that the container's current state does not allow (start twice, exec when stopped). */
+export class ContainerStateError extends ContainerError {
+  readonly state: string;
+  readonly operation: string;
+  constructor(operation: string, state: string, detail?: string) {
+    super(
+      "E_CONTAINER_STATE",
+      `cannot ${operation} a container that is ${state}${detail ? `: ${detail}` : ""}`,
+    );
+    this.state = state;
+    this.operation = operation;
+  }
+}
+
+/** The container's command could not be executed: not found in the image, or not executable. */
+export class CommandNotFoundError extends ContainerError {
+  readonly command: string;
+  constructor(command: string, detail?: string, options?: ContainerErrorOptions) {
+    super(
+      "E_COMMAND_NOT_FOUND",
+      `cannot execute "${command}" in the container${detail ? `: ${detail}` : ""}; check the spec's command/entrypoint and the image's PATH`,
+      options,
+    );
+    this.command = command;
+  }
+}
+
+/** The spec asks for something this runtime cannot do here; `capability` names it. */
+export class UnsupportedError extends ContainerError {
+  readonly capability: string;
+  constructor(capability: string, reason: string) {
+    super("E_UNSUPPORTED", `${capability} is not supported: ${reason}`);
+    this.capability = capability;
+  }
+}
+
+/** The caller's AbortSignal fired. */
+export class AbortedError extends ContainerError {
+  constructor(operation: string, options?: ContainerErrorOptions) {
+    super("E_ABORTED", `${operation} was aborted`, options);
+  }
+}
+
+/** A deadline passed. */
+export class TimeoutError extends ContainerError {
+  constructor(message: string, options?: ContainerErrorOptions) {
+    super("E_TIMEOUT", message, options);
+  }
+}
+
+/** Throws {@link AbortedError} when `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined, operation: string): void {
+  if (signal?.aborted) throw new AbortedError(operation, { cause: signal.reason });
+}

@@ -1,0 +1,86 @@
+export {
+  type ArchiveLayer,
+  digestOf,
+  type ImageArchive,
+  type LayerCompression,
+  normalizeMember,
+  type ReadArchiveOptions,
+  readImageArchive,
+} from "./archive/image-archive.js";
+export {
+  type ByteSource,
+  fileByteSource,
+  scanTar,
+  streamByteSource,
+  TAR_BLOCK,
+  type TarEntryType,
+  type TarMember,
+} from "./archive/tar-scan.js";
+export {
+  CAPABILITY_NAMES,
+  type Capabilities,
+  type CapabilityName,
+  type CapabilityStatus,
+  checkCapabilities,
+  requiredCapabilities,
+  SUPPORTED,
+  unsupported,
+} from "./capabilities.js";
+export {
+  type BackendModule,
+  createExecutor,
+  type ExecutorConfig,
+  knownRuntimes,
+  registerBackend,
+} from "./create-executor.js";
+export {
+  AbortedError,
+  CommandNotFoundError,
+  ContainerError,
+  type ContainerErrorOptions,
+  ContainerStateError,
+  ERROR_CODES,
+  type ErrorCode,
+  ImageArchiveError,
+  ImageNotFoundError,
+  InvalidConfigError,
+  InvalidSpecError,
+  RuntimeError,
+  RuntimeUnavailableError,
+  type SpecIssue,
+  TimeoutError,
+  throwIfAborted,
+  UnsupportedError,
+} from "./errors.js";
+export {
+  CONTAINER_STATES,
+  type Container,
+  type ContainerExecutor,
+  type ContainerState,
+  type ExecOptions,
+  type ExecResult,
+  type ExitStatus,
+  type KillOptions,
+  type LoadOptions,
+  type RuntimeInfo,
+  type WaitOptions,
+} from "./executor.js";
+export { exitStatusFromCode, exitStatusFromSignal, signalNumber } from "./exit-status.js";
+export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export {
+  type BindMount,
+  type ContainerSpec,
+  GPU_VENDORS,
+  type GpuRequest,
+  type GpuVendor,
+  type ImageConfig,
+  type ImageId,
+  type Mount,
+  NETWORK_MODES,
+  type NetworkMode,
+  type PortMapping,
+  type Resources,
+  type TmpfsMount,
+} from "./spec.js";
+export { collectSpecIssues, type ValidateOptions, validateArgv, validateSpec } from "./validate-spec.js";

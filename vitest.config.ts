@@ -1,0 +1,41 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+// Tests run on the sources: each @contexec package resolves to its src/index.ts, no build needed.
+const alias = {
+  "@contexec/core": src("core"),
+  "@contexec/docker": src("docker"),
+  "@contexec/conformance": src("conformance"),
+};
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    // Conformance cases start real containers; a slow machine must not turn them into failures.
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    reporters: ["default"],
+    projects: [
+      {
+        resolve: { alias },
+        test: {
+          name: "unit",
+          include: ["packages/*/src/**/*.test.ts"],
+          exclude: ["**/*.runtime.test.ts", "**/node_modules/**"],
+        },
+      },
+      {
+        resolve: { alias },
+        test: {
+          name: "runtime",
+          include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 600_000,
+          globalSetup: ["test/global-setup.ts"],
+        },
+      },
+    ],
+  },
+});
