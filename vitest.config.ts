@@ -8,6 +8,8 @@ const alias = {
   "@contexec/core": src("core"),
   "@contexec/docker": src("docker"),
   "@contexec/conformance": src("conformance"),
+  "@contexec/sif": src("sif"),
+  "@contexec/singularity": src("singularity"),
 };
 
 export default defineConfig({

@@ -1,0 +1,248 @@
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
+import {
+  AbortedError,
+  CommandNotFoundError,
+  type Container,
+  ContainerStateError,
+  type ContainerState,
+  collect,
+  type ExecOptions,
+  type ExecResult,
+  type ExitStatus,
+  exitStatusFromCode,
+  type KillOptions,
+  validateArgv,
+  type WaitOptions,
+} from "@contexec/core";
+import type Dockerode from "dockerode";
+import { demuxStream } from "./demux-stream.js";
+import { daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
+
+const DEFAULT_GRACE_MS = 10_000;
+
+/**
+ * runc's words when the process cannot be executed (missing binary, not executable, bad
+ * interpreter). They arrive as the daemon's start error, or as exec output.
+ */
+const EXEC_FAILURE = /executable file not found|no such file or directory|permission denied|exec format error/i;
+/** The init (tini) reports a command it could not execute this way, then exits 126 or 127. */
+const INIT_EXEC_FAILURE = /\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)/;
+const STDERR_TAIL_BYTES = 4096;
+
+export interface DockerContainerContext {
+  where: string;
+  /** argv[0], for error messages. */
+  program: string;
+  onRemoved: (c: DockerContainer) => void;
+}
+
+export class DockerContainer implements Container {
+  readonly id: string;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly #container: Dockerode.Container;
+  readonly #attach: NodeJS.ReadWriteStream;
+  readonly #ctx: DockerContainerContext;
+  readonly #outputDone: Promise<void>;
+  #stderrTail = "";
+  #state: ContainerState = "created";
+  #exit: Promise<ExitStatus> | undefined;
+  #removing: Promise<void> | undefined;
+
+  constructor(container: Dockerode.Container, attach: NodeJS.ReadWriteStream, stdin: boolean, ctx: DockerContainerContext) {
+    this.id = container.id;
+    this.#container = container;
+    this.#attach = attach;
+    this.#ctx = ctx;
+    const { stdout, stderr, done } = demuxStream(attach as unknown as Readable, (chunk) => {
+      this.#stderrTail = (this.#stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
+    });
+    this.stdout = stdout;
+    this.stderr = stderr;
+    this.#outputDone = done;
+    if (stdin) {
+      // A separate writable end: ending it half-closes the hijacked connection, which the
+      // daemon turns into EOF on the container's stdin.
+      const input = new PassThrough();
+      input.pipe(attach as unknown as Writable);
+      this.stdin = input;
+    } else {
+      this.stdin = null;
+    }
+  }
+
+  async state(): Promise<ContainerState> {
+    if (this.#state !== "running") return this.#state;
+    try {
+      const info = await this.#container.inspect();
+      return info.State.Running ? "running" : "exited";
+    } catch (err) {
+      if (statusOf(err) === 404) return "removed";
+      throw this.#map(err, "inspecting the container");
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== "created") throw new ContainerStateError("start", this.#state);
+    this.#state = "running";
+    try {
+      await this.#container.start();
+    } catch (err) {
+      const message = daemonMessage(err);
+      this.#closeStreams();
+      if (statusOf(err) !== undefined && EXEC_FAILURE.test(message) && /exec/i.test(message)) {
+        // The container exists but its process never ran. Report it from wait(), as every
+        // backend does: some runtimes only learn this after the process was launched.
+        this.#state = "exited";
+        this.#exit = Promise.reject(new CommandNotFoundError(this.#ctx.program, message, { cause: err }));
+        this.#exit.catch(() => {});
+        return;
+      }
+      this.#state = "created";
+      throw this.#map(err, "starting the container");
+    }
+    this.#exit = this.#watchExit();
+    this.#exit.then(
+      () => {
+        if (this.#state === "running") this.#state = "exited";
+      },
+      () => {
+        if (this.#state === "running") this.#state = "exited";
+      },
+    );
+  }
+
+  async #watchExit(): Promise<ExitStatus> {
+    try {
+      const result = (await this.#container.wait({ condition: "not-running" })) as { StatusCode: number };
+      const info = await this.#container.inspect();
+      const code = result.StatusCode;
+      if (code === 126 || code === 127) {
+        // The init's message may still be in flight on the attach stream.
+        await Promise.race([this.#outputDone, delay(1000)]);
+        const failure = INIT_EXEC_FAILURE.exec(this.#stderrTail);
+        if (failure) throw new CommandNotFoundError(failure[1] ?? this.#ctx.program, failure[2]);
+      }
+      return exitStatusFromCode(code, info.State.OOMKilled === true);
+    } catch (err) {
+      throw this.#map(err, "waiting for the container");
+    }
+  }
+
+  async wait(options: WaitOptions = {}): Promise<ExitStatus> {
+    const exit = this.#exit;
+    if (!exit) throw new ContainerStateError("wait for", this.#state, "start() it first");
+    const signal = options.signal;
+    if (!signal) return exit;
+    if (signal.aborted) throw new AbortedError("waiting for the container", { cause: signal.reason });
+    let onAbort: () => void = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new AbortedError("waiting for the container", { cause: signal.reason }));
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([exit, aborted]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async kill(options: KillOptions = {}): Promise<void> {
+    if (this.#state !== "running" || !this.#exit) return;
+    const exited = this.#exit.then(
+      () => true,
+      () => true,
+    );
+    const signal = options.signal ?? "SIGTERM";
+    if (await this.#signal(signal)) {
+      const graceMs = signal === "SIGKILL" ? 0 : (options.graceMs ?? DEFAULT_GRACE_MS);
+      const timer = new AbortController();
+      const inTime = await Promise.race([exited, delay(graceMs, false, { signal: timer.signal }).catch(() => false)]);
+      timer.abort();
+      // SIGKILL reaches the container's init; the kernel then ends everything in its PID namespace.
+      if (!inTime) await this.#signal("SIGKILL");
+    }
+    await exited;
+  }
+
+  /** Sends a signal; false when the container was no longer running. */
+  async #signal(signal: NodeJS.Signals): Promise<boolean> {
+    try {
+      await this.#container.kill({ signal });
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 409 || statusOf(err) === 404) return false;
+      throw this.#map(err, `sending ${signal}`);
+    }
+  }
+
+  async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
+    validateArgv(argv);
+    const state = await this.state();
+    if (state !== "running") throw new ContainerStateError("exec into", state);
+    const withInput = options.input !== undefined;
+    try {
+      const exec = await this.#container.exec({
+        Cmd: argv,
+        AttachStdin: withInput,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+        ...(options.env && { Env: Object.entries(options.env).map(([k, v]) => `${k}=${v}`) }),
+        ...(options.workdir && { WorkingDir: options.workdir }),
+        ...(options.signal && { abortSignal: options.signal }),
+      });
+      const stream = (await exec.start({ hijack: true, stdin: withInput })) as NodeJS.ReadWriteStream;
+      if (options.input !== undefined) stream.end(options.input);
+      const { stdout, stderr } = demuxStream(stream as unknown as Readable);
+      const [out, err] = await Promise.all([collect(stdout), collect(stderr)]);
+      const info = await exec.inspect();
+      const result = { exitCode: info.ExitCode ?? -1, stdout: out.toString("utf8"), stderr: err.toString("utf8") };
+      // runc reports an exec it could not perform as output plus exit code 126/127.
+      if ((result.exitCode === 126 || result.exitCode === 127) && /OCI runtime exec failed/.test(result.stdout + result.stderr)) {
+        throw new CommandNotFoundError(argv[0] as string, (result.stdout + result.stderr).trim());
+      }
+      return result;
+    } catch (err) {
+      if (statusOf(err) === 409) throw new ContainerStateError("exec into", "exited");
+      throw this.#map(err, "exec");
+    }
+  }
+
+  remove(): Promise<void> {
+    this.#removing ??= this.#remove();
+    return this.#removing;
+  }
+
+  async #remove(): Promise<void> {
+    if (this.#state === "running") await this.kill({ signal: "SIGKILL" });
+    try {
+      await this.#container.remove({ force: true, v: true });
+    } catch (err) {
+      if (statusOf(err) !== 404 && !/removal of container .* is already in progress/.test(daemonMessage(err))) {
+        this.#removing = undefined;
+        throw this.#map(err, "removing the container");
+      }
+    }
+    // The daemon closes the attach connection itself; output not yet read stays readable.
+    this.#state = "removed";
+    this.#ctx.onRemoved(this);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.remove();
+  }
+
+  /** Ends stdout/stderr for readers when the process never ran. */
+  #closeStreams(): void {
+    const attach = this.#attach as unknown as { destroy?: () => void; end?: () => void };
+    if (typeof attach.destroy === "function") attach.destroy();
+    else attach.end?.();
+  }
+
+  #map(err: unknown, operation: string) {
+    return mapDockerError(err, operation, this.#ctx.where);
+  }
+}

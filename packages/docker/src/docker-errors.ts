@@ -1,0 +1,48 @@
+import { AbortedError, ContainerError, RuntimeError, RuntimeUnavailableError, TimeoutError } from "@contexec/core";
+
+/** What dockerode (docker-modem) rejects with: an HTTP status and the daemon's JSON message. */
+interface ModemError extends Error {
+  statusCode?: number;
+  json?: { message?: string } | string | null;
+  code?: string;
+  reason?: string;
+}
+
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENOTFOUND"]);
+
+/** The daemon's own message for a failed API call. */
+export function daemonMessage(err: unknown): string {
+  const e = err as ModemError;
+  if (e?.json && typeof e.json === "object" && typeof e.json.message === "string") return e.json.message;
+  if (typeof e?.json === "string" && e.json) return e.json.trim();
+  return e?.message ?? String(err);
+}
+
+export function statusOf(err: unknown): number | undefined {
+  return (err as ModemError)?.statusCode;
+}
+
+/**
+ * Maps a dockerode failure to contexec's errors: an unreachable daemon is RuntimeUnavailable
+ * (with what to do), an abort or timeout is itself, anything else a RuntimeError with the
+ * daemon's message.
+ */
+export function mapDockerError(err: unknown, operation: string, where: string): ContainerError {
+  if (err instanceof ContainerError) return err;
+  const e = err as ModemError;
+  if (e?.name === "AbortError" || e?.code === "ABORT_ERR") {
+    const reason = (e as { cause?: unknown }).cause;
+    if (reason instanceof DOMException && reason.name === "TimeoutError") {
+      return new TimeoutError(`${operation}: the Docker daemon at ${where} did not answer in time`, { cause: err });
+    }
+    return new AbortedError(operation, { cause: err });
+  }
+  if (e?.code && UNREACHABLE.has(e.code) && e.statusCode === undefined) {
+    return new RuntimeUnavailableError(
+      "docker",
+      `cannot reach the Docker daemon at ${where} (${e.code}). Start it (scripts/setup-docker.sh, \`dockerd &\` or \`systemctl start docker\`), or point DOCKER_HOST / the socketPath option at a running one`,
+      { cause: err },
+    );
+  }
+  return new RuntimeError("docker", `${operation} failed: ${daemonMessage(err)}`, { cause: err });
+}

@@ -1,0 +1,292 @@
+import { randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import {
+  AbortedError,
+  type Capabilities,
+  type ContainerExecutor,
+  type ContainerSpec,
+  checkCapabilities,
+  type ExecutorConfig,
+  type ImageId,
+  ImageNotFoundError,
+  InvalidConfigError,
+  type LoadOptions,
+  parseImageConfig,
+  RuntimeError,
+  type RuntimeInfo,
+  readImageArchive,
+  SUPPORTED,
+  throwIfAborted,
+  unsupported,
+  validateSpec,
+} from "@contexec/core";
+import Dockerode from "dockerode";
+import { DockerContainer } from "./docker-container.js";
+import { mapDockerError, statusOf } from "./docker-errors.js";
+import { LABEL_EXECUTOR, LABEL_MANAGED, renderCreateOptions } from "./render-create-options.js";
+
+export interface DockerExecutorOptions {
+  /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
+  socketPath?: string;
+  /** Passed to dockerode as is, for TCP/TLS daemons (host, port, protocol, ca, cert, key). */
+  dockerOptions?: Dockerode.DockerOptions;
+  /** Deadline for short API calls (inspect, create, kill, remove); default 60 s. */
+  requestTimeoutMs?: number;
+}
+
+export interface DockerExecutorConfig extends DockerExecutorOptions {
+  runtime: "docker";
+}
+
+/** The Docker Engine backend: every operation through the Engine API (dockerode). */
+export class DockerExecutor implements ContainerExecutor {
+  readonly runtime = "docker";
+  /** Distinguishes this executor's containers (a label) from other processes' ones. */
+  readonly instanceId = randomUUID();
+  readonly #docker: Dockerode;
+  readonly #where: string;
+  readonly #timeoutMs: number;
+  readonly #containers = new Set<DockerContainer>();
+  #info: Promise<RuntimeInfo> | undefined;
+
+  constructor(options: DockerExecutorOptions = {}) {
+    const fromEnv = process.env.DOCKER_HOST;
+    if (options.socketPath) {
+      this.#docker = new Dockerode({ socketPath: options.socketPath });
+      this.#where = options.socketPath;
+    } else if (options.dockerOptions) {
+      this.#docker = new Dockerode(options.dockerOptions);
+      this.#where = options.dockerOptions.host ?? options.dockerOptions.socketPath ?? "the configured daemon";
+    } else {
+      // dockerode reads DOCKER_HOST itself.
+      this.#docker = new Dockerode();
+      this.#where = fromEnv ?? "/var/run/docker.sock";
+    }
+    this.#timeoutMs = options.requestTimeoutMs ?? 60_000;
+  }
+
+  /** The dockerode client, for what the interface does not cover. */
+  get docker(): Dockerode {
+    return this.#docker;
+  }
+
+  info(): Promise<RuntimeInfo> {
+    this.#info ??= this.#probe().catch((err) => {
+      this.#info = undefined;
+      throw err;
+    });
+    return this.#info;
+  }
+
+  async #probe(): Promise<RuntimeInfo> {
+    const signal = this.#deadline();
+    const [version, info] = await this.#call("asking the daemon for its version", () =>
+      // dockerode's typings omit the options argument these calls accept.
+      Promise.all([
+        (this.#docker.version as (o: object) => Promise<Dockerode.DockerVersion>)({ abortSignal: signal }),
+        (this.#docker.info as (o: object) => Promise<Record<string, unknown>>)({ abortSignal: signal }),
+      ]),
+    );
+    const runtimes = Object.keys((info.Runtimes as Record<string, unknown> | undefined) ?? {});
+    const hasAmd = existsSync("/dev/kfd");
+    const capabilities: Capabilities = {
+      "network-none": SUPPORTED,
+      "network-bridge": SUPPORTED,
+      "network-host": SUPPORTED,
+      "memory-limit": info.MemoryLimit ? SUPPORTED : unsupported("the daemon reports no memory cgroup controller"),
+      "cpu-limit": info.CpuCfsQuota ? SUPPORTED : unsupported("the daemon reports no CPU CFS quota support"),
+      gpu:
+        runtimes.includes("nvidia") || hasAmd
+          ? SUPPORTED
+          : unsupported(
+              "no GPU runtime here: no NVIDIA container runtime is registered with dockerd and no /dev/kfd (AMD) exists",
+            ),
+      "oom-detection": SUPPORTED,
+      user: SUPPORTED,
+      ports: SUPPORTED,
+      exec: SUPPORTED,
+    };
+    return {
+      runtime: "docker",
+      flavor: "docker",
+      version: version.Version,
+      capabilities,
+      details: {
+        apiVersion: version.ApiVersion,
+        storageDriver: String(info.Driver ?? ""),
+        cgroupVersion: String(info.CgroupVersion ?? ""),
+        endpoint: this.#where,
+      },
+    };
+  }
+
+  async hasImage(image: string): Promise<boolean> {
+    try {
+      await this.#inspectImage(image);
+      return true;
+    } catch (err) {
+      if (err instanceof ImageNotFoundError) return false;
+      throw err;
+    }
+  }
+
+  async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
+    throwIfAborted(options.signal, "loading the image");
+    // A stream is spooled to a file first: the archive is checked in full before the daemon sees
+    // a byte, so a bad archive never leaves a half-loaded image behind.
+    let spoolDir: string | undefined;
+    let path: string;
+    if (typeof archive === "string") {
+      path = archive;
+    } else {
+      spoolDir = await mkdtemp(join(tmpdir(), "contexec-load-"));
+      path = join(spoolDir, "image.tar");
+      try {
+        await pipeline(archive, createWriteStream(path), options.signal ? { signal: options.signal } : {});
+      } catch (err) {
+        await rm(spoolDir, { recursive: true, force: true });
+        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
+        throw err;
+      }
+    }
+    try {
+      const meta = await readImageArchive(path, options.signal ? { signal: options.signal } : {});
+      if (await this.hasImage(meta.id)) return meta.id;
+      const totalBytes = meta.archiveBytes;
+      let bytesRead = 0;
+      const counted = createReadStream(path).pipe(
+        new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            bytesRead += chunk.length;
+            options.onProgress?.({ bytesRead, totalBytes });
+            cb(null, chunk);
+          },
+        }),
+      );
+      await this.#call("loading the image", async () => {
+        const response = await this.#docker.loadImage(counted, {
+          quiet: true,
+          ...(options.signal && { abortSignal: options.signal }),
+        });
+        await followLoad(this.#docker, response);
+      });
+      if (!(await this.hasImage(meta.id))) {
+        throw new RuntimeError(
+          "docker",
+          `the daemon accepted the archive but has no image ${meta.id} afterwards (a Docker older than 25 cannot load an OCI layout archive without manifest.json)`,
+        );
+      }
+      return meta.id;
+    } finally {
+      if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+    }
+  }
+
+  async removeImage(image: string): Promise<void> {
+    try {
+      await this.#docker.getImage(image).remove({ force: true, abortSignal: this.#deadline() } as object);
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw mapDockerError(err, `removing image ${image}`, this.#where);
+    }
+  }
+
+  async create(spec: ContainerSpec): Promise<DockerContainer> {
+    const valid = await validateSpec(spec);
+    const image = await this.#inspectImage(valid.image);
+    const gaps = checkCapabilities(valid, (await this.info()).capabilities, "docker");
+    const body = renderCreateOptions(valid, {
+      imageId: image.Id,
+      image: parseImageConfig({ config: image.Config }),
+      labels: { [LABEL_MANAGED]: "true", [LABEL_EXECUTOR]: this.instanceId },
+      ignore: new Set(gaps.map((g) => g.field)),
+    });
+    const container = await this.#call("creating the container", () =>
+      this.#docker.createContainer({ ...body, abortSignal: this.#deadline() } as Dockerode.ContainerCreateOptions),
+    );
+    try {
+      const stdin = valid.stdin === true;
+      const attach = (await container.attach({
+        stream: true,
+        stdin,
+        stdout: true,
+        stderr: true,
+        hijack: stdin,
+      })) as NodeJS.ReadWriteStream;
+      const handle = new DockerContainer(container, attach, stdin, {
+        where: this.#where,
+        program: body.Entrypoint[0] ?? "",
+        onRemoved: (c) => this.#containers.delete(c),
+      });
+      this.#containers.add(handle);
+      return handle;
+    } catch (err) {
+      await container.remove({ force: true }).catch(() => {});
+      throw mapDockerError(err, "attaching to the container", this.#where);
+    }
+  }
+
+  /** Removes every container this executor created (killing running ones). */
+  async close(): Promise<void> {
+    const results = await Promise.allSettled([...this.#containers].map((c) => c.remove()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  async #inspectImage(image: string): Promise<Dockerode.ImageInspectInfo> {
+    try {
+      return await this.#docker.getImage(image).inspect({ abortSignal: this.#deadline() } as object);
+    } catch (err) {
+      if (statusOf(err) === 404) throw new ImageNotFoundError(image, { cause: err });
+      throw mapDockerError(err, `inspecting image ${image}`, this.#where);
+    }
+  }
+
+  #deadline(): AbortSignal {
+    return AbortSignal.timeout(this.#timeoutMs);
+  }
+
+  async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapDockerError(err, operation, this.#where);
+    }
+  }
+}
+
+/** Reads `docker load`'s JSON message stream; the daemon reports failures inside it, with status 200. */
+async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      response,
+      (err: Error | null, messages: { error?: string; errorDetail?: { message?: string } }[]) => {
+        if (err) return reject(err);
+        const failure = messages.find((m) => m.error || m.errorDetail);
+        if (failure) {
+          return reject(new RuntimeError("docker", `docker load failed: ${failure.errorDetail?.message ?? failure.error}`));
+        }
+        resolve();
+      },
+    );
+  });
+}
+
+/** The hook `createExecutor({ runtime: "docker" })` calls. */
+export function createBackend(config: ExecutorConfig): DockerExecutor {
+  const { runtime, ...options } = config;
+  if (runtime !== "docker") throw new InvalidConfigError(`the docker backend cannot serve runtime "${runtime}"`);
+  for (const key of Object.keys(options)) {
+    if (!["socketPath", "dockerOptions", "requestTimeoutMs"].includes(key)) {
+      throw new InvalidConfigError(
+        `unknown docker executor option "${key}"; known: socketPath, dockerOptions, requestTimeoutMs`,
+      );
+    }
+  }
+  return new DockerExecutor(options as DockerExecutorOptions);
+}

@@ -1,0 +1,19 @@
+export { demuxStream } from "./demux-stream.js";
+export { DockerContainer } from "./docker-container.js";
+export {
+  createBackend,
+  DockerExecutor,
+  type DockerExecutorConfig,
+  type DockerExecutorOptions,
+} from "./docker-executor.js";
+export {
+  type DockerCreateBody,
+  type DockerDeviceRequest,
+  type DockerHostConfig,
+  type DockerMount,
+  LABEL_EXECUTOR,
+  LABEL_MANAGED,
+  type RenderContext,
+  renderCreateOptions,
+  renderGpus,
+} from "./render-create-options.js";
