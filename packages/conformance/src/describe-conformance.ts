@@ -12,7 +12,13 @@ import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerStdioCases } from "./cases/stdio.js";
-import { type ConformanceOptions, decode, makeTestRegistrar, runContainer, type SuiteContext } from "./suite-context.js";
+import {
+  type ConformanceOptions,
+  decode,
+  makeTestRegistrar,
+  runContainer,
+  type SuiteContext,
+} from "./suite-context.js";
 
 /**
  * Registers the conformance suite for one backend, as vitest cases. Call it at the top level of

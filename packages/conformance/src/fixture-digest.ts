@@ -25,7 +25,9 @@ export async function configDigestOf(archivePath: string): Promise<string> {
     }
   });
   await pipeline(createReadStream(archivePath), reader);
-  const manifest = JSON.parse((jsons.get("manifest.json") ?? Buffer.from("[]")).toString()) as { Config: string }[];
+  const manifest = JSON.parse((jsons.get("manifest.json") ?? Buffer.from("[]")).toString()) as {
+    Config: string;
+  }[];
   const configName = manifest[0]?.Config;
   const config = configName ? jsons.get(configName) : undefined;
   if (!config) throw new Error(`${archivePath} is not a docker-archive with a config`);

@@ -43,7 +43,9 @@ export function knownRuntimes(): string[] {
  */
 export async function createExecutor(config: ExecutorConfig): Promise<ContainerExecutor> {
   if (typeof config !== "object" || config === null || typeof config.runtime !== "string") {
-    throw new InvalidConfigError(`executor config must be an object with a "runtime" (one of ${knownRuntimes().join(", ")})`);
+    throw new InvalidConfigError(
+      `executor config must be an object with a "runtime" (one of ${knownRuntimes().join(", ")})`,
+    );
   }
   const loader = registered.get(config.runtime);
   let backend: BackendModule;
@@ -60,9 +62,12 @@ export async function createExecutor(config: ExecutorConfig): Promise<ContainerE
       backend = await importPackage(pkg);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && String(err).includes(pkg)) {
-        throw new InvalidConfigError(`runtime "${config.runtime}" needs the package ${pkg}: npm install ${pkg}`, {
-          cause: err,
-        });
+        throw new InvalidConfigError(
+          `runtime "${config.runtime}" needs the package ${pkg}: npm install ${pkg}`,
+          {
+            cause: err,
+          },
+        );
       }
       throw err;
     }

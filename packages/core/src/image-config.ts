@@ -14,7 +14,9 @@ export function parseImageConfig(raw: unknown): ImageConfig {
     workingDir: typeof c.WorkingDir === "string" ? c.WorkingDir : "",
     user: typeof c.User === "string" ? c.User : "",
     labels: isObject(c.Labels)
-      ? Object.fromEntries(Object.entries(c.Labels).filter((e): e is [string, string] => typeof e[1] === "string"))
+      ? Object.fromEntries(
+          Object.entries(c.Labels).filter((e): e is [string, string] => typeof e[1] === "string"),
+        )
       : {},
     exposedPorts: isObject(c.ExposedPorts) ? Object.keys(c.ExposedPorts) : [],
     stopSignal: typeof c.StopSignal === "string" ? c.StopSignal : undefined,
@@ -42,7 +44,10 @@ export function resolveArgv(image: Pick<ImageConfig, "entrypoint" | "cmd">, spec
  * The container's environment: image ENV, then `spec.env` over it, with Docker's default PATH
  * when neither sets one. Values are literal. Order: image variables first, as Docker does.
  */
-export function resolveEnv(image: Pick<ImageConfig, "env">, specEnv: Record<string, string> = {}): Map<string, string> {
+export function resolveEnv(
+  image: Pick<ImageConfig, "env">,
+  specEnv: Record<string, string> = {},
+): Map<string, string> {
   const env = new Map<string, string>();
   for (const entry of image.env) {
     const eq = entry.indexOf("=");

@@ -106,7 +106,10 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
       const targets = new Map<string, number>();
       spec.mounts.forEach((m: unknown, i: number) => {
         const p = `mounts[${i}]`;
-        if (!isRecord(m)) return add(p, "must be an object");
+        if (!isRecord(m)) {
+          add(p, "must be an object");
+          return;
+        }
         if (m.type === "bind") {
           if (typeof m.source !== "string" || !m.source.startsWith("/"))
             add(`${p}.source`, "must be an absolute host path");
@@ -138,7 +141,10 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
     const r = spec.resources;
     if (!isRecord(r)) add("resources", "must be an object");
     else {
-      if (r.memoryBytes !== undefined && (!isPositiveInteger(r.memoryBytes) || r.memoryBytes < MIN_MEMORY_BYTES))
+      if (
+        r.memoryBytes !== undefined &&
+        (!isPositiveInteger(r.memoryBytes) || r.memoryBytes < MIN_MEMORY_BYTES)
+      )
         add("resources.memoryBytes", `must be an integer of at least ${MIN_MEMORY_BYTES} (6 MiB)`);
       if (r.cpus !== undefined && (typeof r.cpus !== "number" || !Number.isFinite(r.cpus) || r.cpus <= 0))
         add("resources.cpus", "must be a positive number");
@@ -168,7 +174,8 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
     if (!isRecord(spec.labels)) add("labels", "must be an object of string values");
     else
       for (const [k, v] of Object.entries(spec.labels))
-        if (k === "" || typeof v !== "string") add(`labels.${k}`, "must be a non-empty key with a string value");
+        if (k === "" || typeof v !== "string")
+          add(`labels.${k}`, "must be a non-empty key with a string value");
   }
 
   if (spec.name !== undefined && (typeof spec.name !== "string" || !CONTAINER_NAME.test(spec.name)))
@@ -178,7 +185,10 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
     if (!Array.isArray(spec.ports)) add("ports", "must be an array");
     else
       spec.ports.forEach((p: unknown, i: number) => {
-        if (!isRecord(p)) return add(`ports[${i}]`, "must be an object");
+        if (!isRecord(p)) {
+          add(`ports[${i}]`, "must be an object");
+          return;
+        }
         if (!isPort(p.containerPort, false)) add(`ports[${i}].containerPort`, "must be an integer 1-65535");
         if (p.hostPort !== undefined && !isPort(p.hostPort, true))
           add(`ports[${i}].hostPort`, "must be an integer 0-65535");
@@ -219,11 +229,7 @@ function checkArgv(
   if (typeof argv[0] === "string" && argv[0] === "") add(`${path}[0]`, "program must not be empty");
 }
 
-function checkContainerPath(
-  p: unknown,
-  path: string,
-  add: (path: string, message: string) => void,
-): boolean {
+function checkContainerPath(p: unknown, path: string, add: (path: string, message: string) => void): boolean {
   if (typeof p !== "string" || !p.startsWith("/")) {
     add(path, "must be an absolute path in the container");
     return false;
@@ -245,7 +251,5 @@ function isPort(v: unknown, zeroAllowed: boolean): boolean {
   return typeof v === "number" && Number.isInteger(v) && v >= (zeroAllowed ? 0 : 1) && v <= 65535;
 }
 function isStringArray(v: unknown, nonEmpty: boolean): boolean {
-  return (
-    Array.isArray(v) && (!nonEmpty || v.length > 0) && v.every((x) => typeof x === "string" && x !== "")
-  );
+  return Array.isArray(v) && (!nonEmpty || v.length > 0) && v.every((x) => typeof x === "string" && x !== "");
 }

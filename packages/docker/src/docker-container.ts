@@ -4,8 +4,8 @@ import {
   AbortedError,
   CommandNotFoundError,
   type Container,
-  ContainerStateError,
   type ContainerState,
+  ContainerStateError,
   collect,
   type ExecOptions,
   type ExecResult,
@@ -25,7 +25,8 @@ const DEFAULT_GRACE_MS = 10_000;
  * runc's words when the process cannot be executed (missing binary, not executable, bad
  * interpreter). They arrive as the daemon's start error, or as exec output.
  */
-const EXEC_FAILURE = /executable file not found|no such file or directory|permission denied|exec format error/i;
+const EXEC_FAILURE =
+  /executable file not found|no such file or directory|permission denied|exec format error/i;
 /** The init (tini) reports a command it could not execute this way, then exits 126 or 127. */
 const INIT_EXEC_FAILURE = /\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)/;
 const STDERR_TAIL_BYTES = 4096;
@@ -51,7 +52,12 @@ export class DockerContainer implements Container {
   #exit: Promise<ExitStatus> | undefined;
   #removing: Promise<void> | undefined;
 
-  constructor(container: Dockerode.Container, attach: NodeJS.ReadWriteStream, stdin: boolean, ctx: DockerContainerContext) {
+  constructor(
+    container: Dockerode.Container,
+    attach: NodeJS.ReadWriteStream,
+    stdin: boolean,
+    ctx: DockerContainerContext,
+  ) {
     this.id = container.id;
     this.#container = container;
     this.#attach = attach;
@@ -159,7 +165,10 @@ export class DockerContainer implements Container {
     if (await this.#signal(signal)) {
       const graceMs = signal === "SIGKILL" ? 0 : (options.graceMs ?? DEFAULT_GRACE_MS);
       const timer = new AbortController();
-      const inTime = await Promise.race([exited, delay(graceMs, false, { signal: timer.signal }).catch(() => false)]);
+      const inTime = await Promise.race([
+        exited,
+        delay(graceMs, false, { signal: timer.signal }).catch(() => false),
+      ]);
       timer.abort();
       // SIGKILL reaches the container's init; the kernel then ends everything in its PID namespace.
       if (!inTime) await this.#signal("SIGKILL");
@@ -199,9 +208,16 @@ export class DockerContainer implements Container {
       const { stdout, stderr } = demuxStream(stream as unknown as Readable);
       const [out, err] = await Promise.all([collect(stdout), collect(stderr)]);
       const info = await exec.inspect();
-      const result = { exitCode: info.ExitCode ?? -1, stdout: out.toString("utf8"), stderr: err.toString("utf8") };
+      const result = {
+        exitCode: info.ExitCode ?? -1,
+        stdout: out.toString("utf8"),
+        stderr: err.toString("utf8"),
+      };
       // runc reports an exec it could not perform as output plus exit code 126/127.
-      if ((result.exitCode === 126 || result.exitCode === 127) && /OCI runtime exec failed/.test(result.stdout + result.stderr)) {
+      if (
+        (result.exitCode === 126 || result.exitCode === 127) &&
+        /OCI runtime exec failed/.test(result.stdout + result.stderr)
+      ) {
         throw new CommandNotFoundError(argv[0] as string, (result.stdout + result.stderr).trim());
       }
       return result;
@@ -221,7 +237,10 @@ export class DockerContainer implements Container {
     try {
       await this.#container.remove({ force: true, v: true });
     } catch (err) {
-      if (statusOf(err) !== 404 && !/removal of container .* is already in progress/.test(daemonMessage(err))) {
+      if (
+        statusOf(err) !== 404 &&
+        !/removal of container .* is already in progress/.test(daemonMessage(err))
+      ) {
         this.#removing = undefined;
         throw this.#map(err, "removing the container");
       }

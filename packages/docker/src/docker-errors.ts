@@ -1,4 +1,10 @@
-import { AbortedError, ContainerError, RuntimeError, RuntimeUnavailableError, TimeoutError } from "@contexec/core";
+import {
+  AbortedError,
+  ContainerError,
+  RuntimeError,
+  RuntimeUnavailableError,
+  TimeoutError,
+} from "@contexec/core";
 
 /** What dockerode (docker-modem) rejects with: an HTTP status and the daemon's JSON message. */
 interface ModemError extends Error {
@@ -8,7 +14,15 @@ interface ModemError extends Error {
   reason?: string;
 }
 
-const UNREACHABLE = new Set(["ECONNREFUSED", "ENOENT", "EACCES", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENOTFOUND"]);
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOENT",
+  "EACCES",
+  "ECONNRESET",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+]);
 
 /** The daemon's own message for a failed API call. */
 export function daemonMessage(err: unknown): string {
@@ -33,7 +47,9 @@ export function mapDockerError(err: unknown, operation: string, where: string): 
   if (e?.name === "AbortError" || e?.code === "ABORT_ERR") {
     const reason = (e as { cause?: unknown }).cause;
     if (reason instanceof DOMException && reason.name === "TimeoutError") {
-      return new TimeoutError(`${operation}: the Docker daemon at ${where} did not answer in time`, { cause: err });
+      return new TimeoutError(`${operation}: the Docker daemon at ${where} did not answer in time`, {
+        cause: err,
+      });
     }
     return new AbortedError(operation, { cause: err });
   }

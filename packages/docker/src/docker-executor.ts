@@ -98,7 +98,9 @@ export class DockerExecutor implements ContainerExecutor {
       "network-none": SUPPORTED,
       "network-bridge": SUPPORTED,
       "network-host": SUPPORTED,
-      "memory-limit": info.MemoryLimit ? SUPPORTED : unsupported("the daemon reports no memory cgroup controller"),
+      "memory-limit": info.MemoryLimit
+        ? SUPPORTED
+        : unsupported("the daemon reports no memory cgroup controller"),
       "cpu-limit": info.CpuCfsQuota ? SUPPORTED : unsupported("the daemon reports no CPU CFS quota support"),
       gpu:
         runtimes.includes("nvidia") || hasAmd
@@ -207,7 +209,10 @@ export class DockerExecutor implements ContainerExecutor {
       ignore: new Set(gaps.map((g) => g.field)),
     });
     const container = await this.#call("creating the container", () =>
-      this.#docker.createContainer({ ...body, abortSignal: this.#deadline() } as Dockerode.ContainerCreateOptions),
+      this.#docker.createContainer({
+        ...body,
+        abortSignal: this.#deadline(),
+      } as Dockerode.ContainerCreateOptions),
     );
     try {
       const stdin = valid.stdin === true;
@@ -269,7 +274,12 @@ async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): P
         if (err) return reject(err);
         const failure = messages.find((m) => m.error || m.errorDetail);
         if (failure) {
-          return reject(new RuntimeError("docker", `docker load failed: ${failure.errorDetail?.message ?? failure.error}`));
+          return reject(
+            new RuntimeError(
+              "docker",
+              `docker load failed: ${failure.errorDetail?.message ?? failure.error}`,
+            ),
+          );
         }
         resolve();
       },
@@ -280,7 +290,8 @@ async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): P
 /** The hook `createExecutor({ runtime: "docker" })` calls. */
 export function createBackend(config: ExecutorConfig): DockerExecutor {
   const { runtime, ...options } = config;
-  if (runtime !== "docker") throw new InvalidConfigError(`the docker backend cannot serve runtime "${runtime}"`);
+  if (runtime !== "docker")
+    throw new InvalidConfigError(`the docker backend cannot serve runtime "${runtime}"`);
   for (const key of Object.keys(options)) {
     if (!["socketPath", "dockerOptions", "requestTimeoutMs"].includes(key)) {
       throw new InvalidConfigError(

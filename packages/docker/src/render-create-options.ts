@@ -126,10 +126,9 @@ export function renderCreateOptions(spec: ContainerSpec, ctx: RenderContext): Do
     for (const p of spec.ports) {
       const key = `${p.containerPort}/${p.protocol ?? "tcp"}`;
       body.ExposedPorts[key] = {};
-      (hostConfig.PortBindings[key] ??= []).push({
-        HostIp: p.hostIp ?? "127.0.0.1",
-        HostPort: p.hostPort ? String(p.hostPort) : "",
-      });
+      const bindings = hostConfig.PortBindings[key] ?? [];
+      bindings.push({ HostIp: p.hostIp ?? "127.0.0.1", HostPort: p.hostPort ? String(p.hostPort) : "" });
+      hostConfig.PortBindings[key] = bindings;
     }
   }
   return body;
@@ -139,7 +138,9 @@ export function renderCreateOptions(spec: ContainerSpec, ctx: RenderContext): Do
  * NVIDIA GPUs go through the Engine's device requests (the NVIDIA container toolkit serves
  * them); AMD GPUs are device nodes plus the video group, as ROCm's documentation has it.
  */
-export function renderGpus(gpus: GpuRequest): Pick<DockerHostConfig, "DeviceRequests" | "Devices" | "GroupAdd"> {
+export function renderGpus(
+  gpus: GpuRequest,
+): Pick<DockerHostConfig, "DeviceRequests" | "Devices" | "GroupAdd"> {
   if (gpus.vendor === "amd") {
     const dev = (p: string) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: "rwm" });
     return { Devices: [dev("/dev/kfd"), dev("/dev/dri")], GroupAdd: ["video"] };

@@ -1,7 +1,18 @@
 import { expect } from "vitest";
 import type { SuiteContext } from "../suite-context.js";
 
-const TRICKY_ARGS = ["a b", "it's", '"double"', "$HOME", "`id`", "*", "", "tab\there", "new\nline", "--flag=x y"];
+const TRICKY_ARGS = [
+  "a b",
+  "it's",
+  '"double"',
+  "$HOME",
+  "`id`",
+  "*",
+  "",
+  "tab\there",
+  "new\nline",
+  "--flag=x y",
+];
 
 export function registerCommandCases(ctx: SuiteContext): void {
   const { test } = ctx;

@@ -5,6 +5,7 @@ import type { SuiteContext } from "../suite-context.js";
 const HOSTILE_VALUES: Record<string, string> = {
   SPACES: "a  b   c ",
   QUOTES: `it's "quoted" \\ back\\slash`,
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the literal ${PATH} is the point.
   DOLLAR: "$HOME ${PATH} $(echo no) `echo no`",
   NEWLINES: "line1\nline2\n\nline4",
   GLOB: "* ? [a-z]",
@@ -52,7 +53,11 @@ export function registerEnvCases(ctx: SuiteContext): void {
   test("values with spaces, quotes, $, backticks, globs and newlines arrive literally", async () => {
     const names = Object.keys(HOSTILE_VALUES);
     const script = `printf '%s\\0' ${names.map((n) => `"$${n}"`).join(" ")}`;
-    const r = await ctx.run({ image: ctx.images().busybox, command: ["sh", "-c", script], env: HOSTILE_VALUES });
+    const r = await ctx.run({
+      image: ctx.images().busybox,
+      command: ["sh", "-c", script],
+      env: HOSTILE_VALUES,
+    });
     const got = r.out.split("\0").slice(0, -1);
     expect(Object.fromEntries(names.map((n, i) => [n, got[i]]))).toEqual(HOSTILE_VALUES);
   });

@@ -20,7 +20,9 @@ export function registerExitCases(ctx: SuiteContext): void {
   });
 
   test("a command that does not exist: wait() rejects with CommandNotFoundError", async () => {
-    const c = await ctx.executor().create({ image: ctx.images().busybox, command: ["/no/such/program", "arg"] });
+    const c = await ctx
+      .executor()
+      .create({ image: ctx.images().busybox, command: ["/no/such/program", "arg"] });
     ctx.defer(() => c.remove());
     c.stdout.resume();
     c.stderr.resume();
@@ -30,7 +32,9 @@ export function registerExitCases(ctx: SuiteContext): void {
   });
 
   test("a program not found on PATH: wait() rejects with CommandNotFoundError", async () => {
-    await expect(ctx.run({ image: ctx.images().busybox, command: ["no-such-program"] })).rejects.toMatchObject({
+    await expect(
+      ctx.run({ image: ctx.images().busybox, command: ["no-such-program"] }),
+    ).rejects.toMatchObject({
       code: "E_COMMAND_NOT_FOUND",
     });
   });

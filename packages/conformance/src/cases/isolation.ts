@@ -16,7 +16,11 @@ export function registerIsolationCases(ctx: SuiteContext): void {
     ctx.defer(() => rm(join("/tmp", written), { force: true }));
     const r = await ctx.run({
       image: ctx.images().busybox,
-      command: ["sh", "-c", `ls /tmp/${name} 2>/dev/null && echo VISIBLE; echo x > /tmp/${written} && echo wrote`],
+      command: [
+        "sh",
+        "-c",
+        `ls /tmp/${name} 2>/dev/null && echo VISIBLE; echo x > /tmp/${written} && echo wrote`,
+      ],
     });
     expect(r.out).toBe("wrote\n");
     await expect(stat(join("/tmp", written))).rejects.toMatchObject({ code: "ENOENT" });
@@ -28,7 +32,11 @@ export function registerIsolationCases(ctx: SuiteContext): void {
     ctx.defer(() => rm(join(homedir(), name), { force: true }));
     const r = await ctx.run({
       image: ctx.images().busybox,
-      command: ["sh", "-c", `echo "home=$HOME"; ls -a "$HOME" ${JSON.stringify(homedir())} 2>/dev/null | grep -c contexec-sentinel`],
+      command: [
+        "sh",
+        "-c",
+        `echo "home=$HOME"; ls -a "$HOME" ${JSON.stringify(homedir())} 2>/dev/null | grep -c contexec-sentinel`,
+      ],
     });
     expect(r.out).toMatch(/^home=\/.*\n0\n$/);
   });

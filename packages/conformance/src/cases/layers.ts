@@ -6,7 +6,9 @@ export function registerLayerCases(ctx: SuiteContext): void {
   const sh = (script: string) => ctx.run({ image: ctx.images().layered, entrypoint: ["sh", "-c", script] });
 
   test("a file and a folder deleted in an upper layer (whiteouts) are absent", async () => {
-    const r = await sh("ls -a /data; test -e /data/gone.txt && echo BAD-file; test -e /data/gone-dir && echo BAD-dir; true");
+    const r = await sh(
+      "ls -a /data; test -e /data/gone.txt && echo BAD-file; test -e /data/gone-dir && echo BAD-dir; true",
+    );
     expect(r.out.split("\n").filter(Boolean).sort()).toEqual([".", "..", "keep", "replaced"]);
   });
 
@@ -23,7 +25,9 @@ export function registerLayerCases(ctx: SuiteContext): void {
   });
 
   test("symlinks and setuid modes are kept", async () => {
-    const r = await sh("readlink /data/keep/link.txt; cat /data/keep/link.txt; stat -c %a /data/keep/suid.sh");
+    const r = await sh(
+      "readlink /data/keep/link.txt; cat /data/keep/link.txt; stat -c %a /data/keep/suid.sh",
+    );
     expect(r.out).toBe("../keep/file.txt\nhello\n4755\n");
   });
 }

@@ -97,7 +97,15 @@ export function registerLifecycleCases(ctx: SuiteContext): void {
     expect(err).toMatchObject({ code: "E_INVALID_SPEC" });
     const paths = (err as { issues: { path: string }[] }).issues.map((i) => i.path);
     expect(paths).toEqual(
-      expect.arrayContaining(["command", "workdir", "env.1BAD", "env.GOOD", "mounts[0].source", "network", "colour"]),
+      expect.arrayContaining([
+        "command",
+        "workdir",
+        "env.1BAD",
+        "env.GOOD",
+        "mounts[0].source",
+        "network",
+        "colour",
+      ]),
     );
   });
 

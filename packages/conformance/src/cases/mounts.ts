@@ -30,7 +30,11 @@ export function registerMountCases(ctx: SuiteContext): void {
     await writeFile(join(dir, "data.txt"), "original\n");
     const r = await ctx.run({
       image: ctx.images().busybox,
-      command: ["sh", "-c", "cat /mnt/ro/data.txt; echo changed > /mnt/ro/data.txt || exit 9; echo new > /mnt/ro/new.txt"],
+      command: [
+        "sh",
+        "-c",
+        "cat /mnt/ro/data.txt; echo changed > /mnt/ro/data.txt || exit 9; echo new > /mnt/ro/new.txt",
+      ],
       mounts: [{ type: "bind", source: dir, target: "/mnt/ro", readOnly: true }],
     });
     expect(r.out).toBe("original\n");

@@ -3,7 +3,8 @@ import { expect } from "vitest";
 import type { SuiteContext } from "../suite-context.js";
 
 /** Reads a cgroup file, v2 name first, then v1. */
-const cgroupValue = (v2: string, v1: string) => `cat /sys/fs/cgroup/${v2} 2>/dev/null || cat /sys/fs/cgroup/${v1}`;
+const cgroupValue = (v2: string, v1: string) =>
+  `cat /sys/fs/cgroup/${v2} 2>/dev/null || cat /sys/fs/cgroup/${v1}`;
 
 export function registerResourceCases(ctx: SuiteContext): void {
   const { test } = ctx;
@@ -47,7 +48,11 @@ export function registerResourceCases(ctx: SuiteContext): void {
   test("a CPU limit is applied", async () => {
     const r = await ctx.run({
       image: ctx.images().busybox,
-      command: ["sh", "-c", `${cgroupValue("cpu.max", "cpu/cpu.cfs_quota_us")}; cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null; true`],
+      command: [
+        "sh",
+        "-c",
+        `${cgroupValue("cpu.max", "cpu/cpu.cfs_quota_us")}; cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null; true`,
+      ],
       resources: { cpus: 0.5 },
     });
     const numbers = r.out.trim().split(/\s+/).map(Number);
@@ -55,7 +60,11 @@ export function registerResourceCases(ctx: SuiteContext): void {
   }, ["cpu-limit"]);
 
   test("spec.user runs the process as that uid:gid", async () => {
-    const r = await ctx.run({ image: ctx.images().busybox, command: ["sh", "-c", "id -u; id -g"], user: "65534:65534" });
+    const r = await ctx.run({
+      image: ctx.images().busybox,
+      command: ["sh", "-c", "id -u; id -g"],
+      user: "65534:65534",
+    });
     expect(r.out).toBe("65534\n65534\n");
   }, ["user"]);
 
@@ -73,7 +82,11 @@ export function registerResourceCases(ctx: SuiteContext): void {
   ctx.test(
     `a spec asking for what the runtime lacks (${lacking ?? "nothing"}) is refused unless unsupported is "ignore"`,
     async () => {
-      const spec: ContainerSpec = { image: ctx.images().busybox, command: ["true"], ...asks[lacking ?? "gpu"] };
+      const spec: ContainerSpec = {
+        image: ctx.images().busybox,
+        command: ["true"],
+        ...asks[lacking ?? "gpu"],
+      };
       await expect(ctx.executor().create(spec)).rejects.toMatchObject({ code: "E_UNSUPPORTED" });
       const r = await ctx.run({ ...spec, unsupported: "ignore" });
       expect(r.exitCode).toBe(0);

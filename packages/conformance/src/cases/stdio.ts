@@ -4,7 +4,9 @@ import type { SuiteContext } from "../suite-context.js";
 
 const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 /** printf format printing bytes 0..255 (octal escapes, which every printf knows). */
-const PRINTF_ALL_BYTES = Array.from({ length: 256 }, (_, i) => `\\${i.toString(8).padStart(3, "0")}`).join("");
+const PRINTF_ALL_BYTES = Array.from({ length: 256 }, (_, i) => `\\${i.toString(8).padStart(3, "0")}`).join(
+  "",
+);
 
 export function registerStdioCases(ctx: SuiteContext): void {
   const { test } = ctx;

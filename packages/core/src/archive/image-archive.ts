@@ -63,7 +63,9 @@ export async function readImageArchive(
   if (typeof source === "string") {
     const file = await fileByteSource(source).catch((err: NodeJS.ErrnoException) => {
       throw new ImageArchiveError(
-        err.code === "ENOENT" ? `archive ${source} does not exist` : `cannot open archive ${source}: ${err.message}`,
+        err.code === "ENOENT"
+          ? `archive ${source} does not exist`
+          : `cannot open archive ${source}: ${err.message}`,
         { cause: err },
       );
     });
@@ -106,8 +108,10 @@ export async function readImageArchive(
       const got = captured.get(name);
       if (got) return got;
       const entry = members.get(name);
-      if (!entry || entry.member.type !== "file") {
-        throw new ImageArchiveError("the archive's manifest names a member that is not in it", { entry: name });
+      if (entry?.member.type !== "file") {
+        throw new ImageArchiveError("the archive's manifest names a member that is not in it", {
+          entry: name,
+        });
       }
       if (entry.member.size === 0) return Buffer.alloc(0);
       if (typeof source !== "string" || entry.member.size > 64 * 1024 * 1024) {
@@ -122,8 +126,12 @@ export async function readImageArchive(
     };
     const layerOf = (name: string, diffId: string | undefined, mediaType?: string): ArchiveLayer => {
       const entry = members.get(name);
-      if (!entry) throw new ImageArchiveError("the archive's manifest names a layer that is not in it", { entry: name });
-      if (entry.member.type !== "file") throw new ImageArchiveError("a layer must be a regular file", { entry: name });
+      if (!entry)
+        throw new ImageArchiveError("the archive's manifest names a layer that is not in it", {
+          entry: name,
+        });
+      if (entry.member.type !== "file")
+        throw new ImageArchiveError("a layer must be a regular file", { entry: name });
       return {
         member: name,
         dataOffset: entry.member.dataOffset,
@@ -159,7 +167,9 @@ async function readDockerArchive(
 ): Promise<Omit<ImageArchive, "archiveBytes">> {
   const manifest = parseJson(await read("manifest.json"), "manifest.json");
   if (!Array.isArray(manifest) || manifest.length === 0) {
-    throw new ImageArchiveError("manifest.json must be a non-empty array of images", { entry: "manifest.json" });
+    throw new ImageArchiveError("manifest.json must be a non-empty array of images", {
+      entry: "manifest.json",
+    });
   }
   const images = manifest as { Config?: unknown; RepoTags?: unknown; Layers?: unknown }[];
   const image = pickImage(
@@ -190,7 +200,9 @@ async function readDockerArchive(
     id,
     config,
     configJson,
-    repoTags: Array.isArray(image.RepoTags) ? image.RepoTags.filter((t): t is string => typeof t === "string") : [],
+    repoTags: Array.isArray(image.RepoTags)
+      ? image.RepoTags.filter((t): t is string => typeof t === "string")
+      : [],
     layers: layerNames.map((name, i) => layerOf(name, diffIds?.[i])),
     architecture,
     os,
@@ -233,7 +245,12 @@ async function readOciLayout(
     if (!Array.isArray(index?.manifests) || index.manifests.length === 0) {
       throw new ImageArchiveError("the OCI index lists no manifests", { entry: "index.json" });
     }
-    const descriptor: Descriptor = pickImage(index.manifests, (d) => refNamesOf(d), depth === 0 ? tag : undefined, true);
+    const descriptor: Descriptor = pickImage(
+      index.manifests,
+      (d) => refNamesOf(d),
+      depth === 0 ? tag : undefined,
+      true,
+    );
     if (depth === 0) refNames = refNamesOf(descriptor);
     const body = parseJson(await blob(descriptor, "manifest"), descriptor.digest);
     if (descriptor.mediaType && INDEX_TYPES.has(descriptor.mediaType)) {
@@ -243,7 +260,9 @@ async function readOciLayout(
     }
     const manifest = body as { config?: Descriptor; layers?: Descriptor[] };
     if (!manifest.config || !Array.isArray(manifest.layers)) {
-      throw new ImageArchiveError("the OCI manifest lacks config or layers", { entry: blobPath(descriptor, "manifest") });
+      throw new ImageArchiveError("the OCI manifest lacks config or layers", {
+        entry: blobPath(descriptor, "manifest"),
+      });
     }
     const configJson = await blob(manifest.config, "image config");
     const configName = blobPath(manifest.config, "image config");
@@ -273,12 +292,21 @@ function refNamesOf(d: Descriptor): string[] {
  * The one image to read: the tagged one, the only one, or (in a multi-platform index) the one
  * for this machine's platform.
  */
-function pickImage<T>(items: T[], tagsOf: (item: T) => string[], tag: string | undefined, byPlatform = false): T {
+function pickImage<T>(
+  items: T[],
+  tagsOf: (item: T) => string[],
+  tag: string | undefined,
+  byPlatform = false,
+): T {
   if (tag !== undefined) {
-    const found = items.find((i) => tagsOf(i).some((t) => t === tag || t.endsWith(`/${tag}`) || t.endsWith(`:${tag}`)));
+    const found = items.find((i) =>
+      tagsOf(i).some((t) => t === tag || t.endsWith(`/${tag}`) || t.endsWith(`:${tag}`)),
+    );
     if (!found) {
       const all = items.flatMap(tagsOf);
-      throw new ImageArchiveError(`the archive has no image tagged ${tag}; it has: ${all.join(", ") || "no tags"}`);
+      throw new ImageArchiveError(
+        `the archive has no image tagged ${tag}; it has: ${all.join(", ") || "no tags"}`,
+      );
     }
     return found;
   }
@@ -338,7 +366,8 @@ function blobPath(d: Descriptor, what: string): string {
 
 function memberPath(name: string, from: string): string {
   const normalized = normalizeMember(name);
-  if (!normalized) throw new ImageArchiveError(`${from} names a path outside the archive: "${name}"`, { entry: from });
+  if (!normalized)
+    throw new ImageArchiveError(`${from} names a path outside the archive: "${name}"`, { entry: from });
   return normalized;
 }
 
@@ -365,7 +394,8 @@ function compressionOf(head: Buffer, mediaType: string | undefined): LayerCompre
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
   if (head.length >= 3 && head.subarray(0, 3).toString("latin1") === "BZh") return "bzip2";
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return "xz";
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+    return "xz";
   if (mediaType?.endsWith("+gzip") || mediaType?.endsWith(".gzip")) return "gzip";
   if (mediaType?.endsWith("+zstd")) return "zstd";
   return "none";

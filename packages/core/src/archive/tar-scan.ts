@@ -79,8 +79,14 @@ export async function* scanTar(
     const size = numberField(pax.size ?? globalPax.size, header.size);
     const dataOffset = source.position;
     const padded = Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
-    if (header.typeflag === "x" || header.typeflag === "g" || header.typeflag === "L" || header.typeflag === "K") {
-      if (size > 1024 * 1024) throw new ImageArchiveError(`tar extension header at offset ${headerOffset} is too large`);
+    if (
+      header.typeflag === "x" ||
+      header.typeflag === "g" ||
+      header.typeflag === "L" ||
+      header.typeflag === "K"
+    ) {
+      if (size > 1024 * 1024)
+        throw new ImageArchiveError(`tar extension header at offset ${headerOffset} is too large`);
       const data = await mustRead(source, padded, header.name);
       const body = data.subarray(0, size);
       if (header.typeflag === "x") pax = { ...pax, ...parsePax(body, header.name) };
@@ -172,7 +178,8 @@ function parseHeader(block: Buffer, offset: number): RawHeader {
     if (prefix) name = `${prefix}/${name}`;
   }
   const size = readNumber(block.subarray(124, 136));
-  if (size === null || size < 0) throw new ImageArchiveError(`bad size field in the tar header at offset ${offset}`);
+  if (size === null || size < 0)
+    throw new ImageArchiveError(`bad size field in the tar header at offset ${offset}`);
   return {
     name,
     mode: readNumber(block.subarray(100, 108)) ?? 0,
@@ -244,7 +251,9 @@ export async function fileByteSource(path: string, start = 0): Promise<ByteSourc
     async readExact(length) {
       if (position + length > size) {
         if (position >= size) return null;
-        throw new ImageArchiveError(`the archive is truncated: ${size} bytes, expected more than ${position + length}`);
+        throw new ImageArchiveError(
+          `the archive is truncated: ${size} bytes, expected more than ${position + length}`,
+        );
       }
       const buf = Buffer.allocUnsafe(length);
       let done = 0;

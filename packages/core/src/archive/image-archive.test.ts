@@ -1,0 +1,230 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ImageArchiveError } from "../errors.js";
+import { dockerArchive, ociArchive, tarOf } from "../testing/archives.js";
+import { readImageArchive } from "./image-archive.js";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "contexec-archive-test-"));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const layer = (name: string, content: string) => tarOf([{ name, data: content }]);
+let n = 0;
+async function both(archive: Buffer, tag?: string) {
+  const path = join(dir, `a${n++}.tar`);
+  await writeFile(path, archive);
+  const opts = tag ? { tag } : {};
+  return {
+    fromPath: await readImageArchive(path, opts),
+    fromStream: await readImageArchive(Readable.from([archive]), opts),
+  };
+}
+async function failure(archive: Buffer, tag?: string): Promise<ImageArchiveError[]> {
+  const path = join(dir, `bad${n++}.tar`);
+  await writeFile(path, archive);
+  const opts = tag ? { tag } : {};
+  const errors = await Promise.all([
+    readImageArchive(path, opts).then(
+      () => null,
+      (e: unknown) => e,
+    ),
+    // Small chunks: the stream reader must not depend on chunk boundaries.
+    readImageArchive(Readable.from(chunks(archive, 100)), opts).then(
+      () => null,
+      (e: unknown) => e,
+    ),
+  ]);
+  for (const e of errors) expect(e).toBeInstanceOf(ImageArchiveError);
+  return errors as ImageArchiveError[];
+}
+function* chunks(b: Buffer, size: number) {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+describe("readImageArchive: docker-archive", () => {
+  it("gives the config digest as id, the layers bottom first, the config and the tags; path and stream agree", async () => {
+    const layers = [await layer("bin/a", "aaa"), await layer("etc/b", "bbbb")];
+    const { archive, configDigest } = await dockerArchive(layers, {
+      config: { Entrypoint: ["/bin/echo"], WorkingDir: "/w", Env: ["A=1", "B=x=y"], User: "1000" },
+      tags: ["example/app:2"],
+    });
+    const { fromPath, fromStream } = await both(archive);
+    expect(fromPath.id).toBe(configDigest);
+    expect(fromPath.format).toBe("docker-archive");
+    expect(fromPath.repoTags).toEqual(["example/app:2"]);
+    expect(fromPath.layers.map((l) => l.size)).toEqual(layers.map((l) => l.length));
+    expect(fromPath.layers.every((l) => l.compression === "none")).toBe(true);
+    expect(fromPath.config).toMatchObject({
+      entrypoint: ["/bin/echo"],
+      cmd: ["/bin/sh"],
+      workingDir: "/w",
+      env: ["A=1", "B=x=y"],
+      user: "1000",
+    });
+    expect(fromStream.id).toBe(fromPath.id);
+    expect(fromStream.layers).toEqual(fromPath.layers);
+    expect(fromPath.archiveBytes).toBe(fromStream.archiveBytes);
+  });
+
+  it("records where each layer's bytes are, so a path source can read one layer by offset", async () => {
+    const layers = [await layer("x", "first"), await layer("y", "second layer")];
+    const { archive } = await dockerArchive(layers);
+    const { fromPath } = await both(archive);
+    for (const [i, l] of fromPath.layers.entries()) {
+      expect(archive.subarray(l.dataOffset, l.dataOffset + l.size).equals(layers[i] as Buffer)).toBe(true);
+    }
+  });
+
+  it("reads gzip-compressed layers' compression from their magic bytes", async () => {
+    const { gzipSync } = await import("node:zlib");
+    const { archive } = await dockerArchive([gzipSync(await layer("x", "y"))]);
+    expect((await both(archive)).fromPath.layers[0]?.compression).toBe("gzip");
+  });
+
+  it("picks one image of several by tag, and asks for a tag otherwise", async () => {
+    const one = await dockerArchive([await layer("a", "1")], { tags: ["one:1"] });
+    const two = await dockerArchive([await layer("b", "2")], { tags: ["two:2"] });
+    // Two images in one archive: merge members and manifests.
+    const { extract } = await import("tar-stream");
+    const members: { name: string; data: Buffer }[] = [];
+    const manifests: unknown[] = [];
+    for (const a of [one.archive, two.archive]) {
+      const x = extract();
+      x.on("entry", (h, s, next) => {
+        const parts: Buffer[] = [];
+        s.on("data", (c: Buffer) => parts.push(c));
+        s.on("end", () => {
+          const data = Buffer.concat(parts);
+          if (h.name === "manifest.json") manifests.push(...JSON.parse(data.toString()));
+          else members.push({ name: h.name, data });
+          next();
+        });
+      });
+      x.end(a);
+      await new Promise((r) => x.on("finish", r));
+    }
+    const merged = await tarOf([...members, { name: "manifest.json", data: JSON.stringify(manifests) }]);
+    expect((await both(merged, "two:2")).fromPath.id).toBe(two.configDigest);
+    const [err] = await failure(merged);
+    expect(err?.message).toMatch(/holds 2 images.*one:1.*two:2/);
+    const [noSuch] = await failure(merged, "three:3");
+    expect(noSuch?.message).toContain("no image tagged three:3");
+  });
+});
+
+describe("readImageArchive: OCI image layout", () => {
+  it("follows index.json to the manifest and config, with gzip layers", async () => {
+    const layers = [await layer("a", "1"), await layer("b", "2")];
+    const { archive, configDigest } = await ociArchive(layers, { refName: "v1" });
+    const { fromPath, fromStream } = await both(archive);
+    expect(fromPath.format).toBe("oci-layout");
+    expect(fromPath.id).toBe(configDigest);
+    expect(fromPath.repoTags).toEqual(["v1"]);
+    expect(fromPath.layers.map((l) => l.compression)).toEqual(["gzip", "gzip"]);
+    expect(fromStream.id).toBe(configDigest);
+  });
+
+  it("picks this machine's platform from a multi-platform index", async () => {
+    const { archive, configDigest } = await ociArchive([await layer("a", "1")], { multiPlatform: true });
+    expect((await both(archive)).fromPath.id).toBe(configDigest);
+  });
+});
+
+describe("readImageArchive: bad archives are ImageArchiveError with a message that says what is wrong", () => {
+  it("random bytes: not a tar archive", async () => {
+    const [err] = await failure(Buffer.alloc(2048, 7));
+    expect(err?.message).toMatch(/not a tar archive/);
+  });
+
+  it("an empty file", async () => {
+    await failure(Buffer.alloc(0));
+  });
+
+  it("a tar without manifest.json or index.json", async () => {
+    const [err] = await failure(await tarOf([{ name: "hello.txt", data: "hi" }]));
+    expect(err?.message).toMatch(/not an image archive.*docker save/);
+  });
+
+  it("a truncated archive: cut inside a member, or before the end marker", async () => {
+    const { archive } = await dockerArchive([await layer("x", "y".repeat(5000))]);
+    await failure(archive.subarray(0, 1700));
+    await failure(archive.subarray(0, archive.length - 1024 - 512));
+    const [cut] = await failure(archive.subarray(0, 512 * 3));
+    expect(cut?.message).toMatch(/truncated/);
+  });
+
+  it("a manifest naming a layer that is not in the archive", async () => {
+    const config = Buffer.from(JSON.stringify({ config: {}, rootfs: { diff_ids: ["sha256:x"] } }));
+    const archive = await tarOf([
+      { name: "c.json", data: config },
+      { name: "manifest.json", data: JSON.stringify([{ Config: "c.json", Layers: ["missing/layer.tar"] }]) },
+    ]);
+    const [err] = await failure(archive);
+    expect(err?.entry).toBe("missing/layer.tar");
+  });
+
+  it("a config whose content does not match the digest in its name", async () => {
+    const name = `${"a".repeat(64)}.json`;
+    const archive = await tarOf([
+      { name, data: JSON.stringify({ config: {} }) },
+      { name: "manifest.json", data: JSON.stringify([{ Config: name, Layers: [] }]) },
+    ]);
+    const [err] = await failure(archive);
+    expect(err?.message).toMatch(/does not match its digest/);
+  });
+
+  it("a layer count that disagrees with the config's rootfs", async () => {
+    const l = await layer("x", "1");
+    const config = Buffer.from(
+      JSON.stringify({ config: {}, rootfs: { diff_ids: ["sha256:1", "sha256:2"] } }),
+    );
+    const archive = await tarOf([
+      { name: "l.tar", data: l },
+      { name: "c.json", data: config },
+      { name: "manifest.json", data: JSON.stringify([{ Config: "c.json", Layers: ["l.tar"] }]) },
+    ]);
+    const [err] = await failure(archive);
+    expect(err?.message).toMatch(/1 layers .* lists 2/);
+  });
+
+  it("member paths or manifest paths that leave the archive root", async () => {
+    const l = await layer("x", "1");
+    const [escape] = await failure(await tarOf([{ name: "../evil", data: "x" }]));
+    expect(escape?.entry).toBe("../evil");
+    const archive = await tarOf([
+      { name: "l.tar", data: l },
+      { name: "c.json", data: JSON.stringify({ config: {} }) },
+      { name: "manifest.json", data: JSON.stringify([{ Config: "c.json", Layers: ["../../etc/passwd"] }]) },
+    ]);
+    await failure(archive);
+  });
+
+  it("invalid JSON in the manifest", async () => {
+    const [err] = await failure(await tarOf([{ name: "manifest.json", data: "{not json" }]));
+    expect(err?.entry).toBe("manifest.json");
+  });
+
+  it("an OCI blob whose content does not match its digest", async () => {
+    const { archive } = await ociArchive([await layer("a", "1")]);
+    // Flip one byte inside the first blob's JSON content (a manifest or config).
+    const text = archive.toString("latin1");
+    const at = text.indexOf('"schemaVersion":2,"mediaType"');
+    const tampered = Buffer.from(archive);
+    tampered[at + 17] = "3".charCodeAt(0);
+    // The header checksum is unaffected (data only), so the digest check must catch it.
+    const [err] = await failure(tampered);
+    expect(err?.message).toMatch(/does not match its digest/);
+  });
+
+  it("a path that does not exist", async () => {
+    await expect(readImageArchive(join(dir, "nope.tar"))).rejects.toMatchObject({
+      code: "E_IMAGE_ARCHIVE",
+      message: expect.stringContaining("does not exist"),
+    });
+  });
+});
