@@ -26,7 +26,11 @@ try {
     console.log(`image:   ${image}`);
     const result = await runContainer(executor, {
       image,
-      entrypoint: ["sh", "-c", 'echo "hello from $(pwd) as $(id -un), GREETING=$GREETING, NAME=$NAME"; cat /data/keep/file.txt'],
+      entrypoint: [
+        "sh",
+        "-c",
+        'echo "hello from $(pwd) as $(id -un), GREETING=$GREETING, NAME=$NAME"; cat /data/keep/file.txt',
+      ],
       env: { NAME: "contexec" },
     });
     process.stdout.write(result.stdout);

@@ -194,8 +194,8 @@ describe("readImageArchive: bad archives are ImageArchiveError with a message th
 
   it("member paths or manifest paths that leave the archive root", async () => {
     const l = await layer("x", "1");
-    const [escape] = await failure(await tarOf([{ name: "../evil", data: "x" }]));
-    expect(escape?.entry).toBe("../evil");
+    const [leaving] = await failure(await tarOf([{ name: "../evil", data: "x" }]));
+    expect(leaving?.entry).toBe("../evil");
     const archive = await tarOf([
       { name: "l.tar", data: l },
       { name: "c.json", data: JSON.stringify({ config: {} }) },
