@@ -33,6 +33,8 @@ const STDERR_TAIL_BYTES = 4096;
 
 export interface DockerContainerContext {
   where: string;
+  /** Runs a short daemon call with the executor's deadline, mapping its errors. */
+  short: <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => Promise<T>;
   /** argv[0], for error messages. */
   program: string;
   onRemoved: (c: DockerContainer) => void;
@@ -82,11 +84,13 @@ export class DockerContainer implements Container {
   async state(): Promise<ContainerState> {
     if (this.#state !== "running") return this.#state;
     try {
-      const info = await this.#container.inspect();
+      const info = await this.#ctx.short("inspecting the container", (signal) =>
+        this.#container.inspect({ abortSignal: signal }),
+      );
       return info.State.Running ? "running" : "exited";
     } catch (err) {
-      if (statusOf(err) === 404) return "removed";
-      throw this.#map(err, "inspecting the container");
+      if (statusOf((err as Error).cause) === 404) return "removed";
+      throw err;
     }
   }
 
@@ -94,8 +98,11 @@ export class DockerContainer implements Container {
     if (this.#state !== "created") throw new ContainerStateError("start", this.#state);
     this.#state = "running";
     try {
-      await this.#container.start();
-    } catch (err) {
+      await this.#ctx.short("starting the container", (signal) =>
+        this.#container.start({ abortSignal: signal }),
+      );
+    } catch (wrapped) {
+      const err = (wrapped as Error).cause ?? wrapped;
       const message = daemonMessage(err);
       this.#closeStreams();
       if (statusOf(err) !== undefined && EXEC_FAILURE.test(message) && /exec/i.test(message)) {
@@ -107,7 +114,7 @@ export class DockerContainer implements Container {
         return;
       }
       this.#state = "created";
-      throw this.#map(err, "starting the container");
+      throw wrapped;
     }
     this.#exit = this.#watchExit();
     this.#exit.then(
@@ -179,11 +186,14 @@ export class DockerContainer implements Container {
   /** Sends a signal; false when the container was no longer running. */
   async #signal(signal: NodeJS.Signals): Promise<boolean> {
     try {
-      await this.#container.kill({ signal });
+      await this.#ctx.short(`sending ${signal}`, (abortSignal) =>
+        this.#container.kill({ signal, abortSignal }),
+      );
       return true;
     } catch (err) {
-      if (statusOf(err) === 409 || statusOf(err) === 404) return false;
-      throw this.#map(err, `sending ${signal}`);
+      const status = statusOf((err as Error).cause);
+      if (status === 409 || status === 404) return false;
+      throw err;
     }
   }
 

@@ -62,3 +62,33 @@ export function mapDockerError(err: unknown, operation: string, where: string): 
   }
   return new RuntimeError("docker", `${operation} failed: ${daemonMessage(err)}`, { cause: err });
 }
+
+/**
+ * Runs one short daemon call with a deadline. The signal is handed to dockerode for the calls
+ * that honour it; the race makes sure the caller gets a TimeoutError even for those that do not,
+ * so a daemon that accepts connections but never answers cannot hang the caller.
+ */
+export async function callDaemon<T>(
+  operation: string,
+  where: string,
+  timeoutMs: number,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(
+        new TimeoutError(`${operation}: the Docker daemon at ${where} did not answer within ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([fn(controller.signal), deadline]);
+  } catch (err) {
+    throw mapDockerError(err, operation, where);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -27,7 +27,7 @@ import {
 } from "@contexec/core";
 import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
-import { mapDockerError, statusOf } from "./docker-errors.js";
+import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { LABEL_EXECUTOR, LABEL_MANAGED, renderCreateOptions } from "./render-create-options.js";
 
 export interface DockerExecutorOptions {
@@ -84,13 +84,8 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async #probe(): Promise<RuntimeInfo> {
-    const signal = this.#deadline();
-    const [version, info] = await this.#call("asking the daemon for its version", () =>
-      // dockerode's typings omit the options argument these calls accept.
-      Promise.all([
-        (this.#docker.version as (o: object) => Promise<Dockerode.DockerVersion>)({ abortSignal: signal }),
-        (this.#docker.info as (o: object) => Promise<Record<string, unknown>>)({ abortSignal: signal }),
-      ]),
+    const [version, info] = await this.#short("asking the daemon for its version", () =>
+      Promise.all([this.#docker.version(), this.#docker.info() as Promise<Record<string, unknown>>]),
     );
     const runtimes = Object.keys((info.Runtimes as Record<string, unknown> | undefined) ?? {});
     const hasAmd = existsSync("/dev/kfd");
@@ -191,10 +186,12 @@ export class DockerExecutor implements ContainerExecutor {
 
   async removeImage(image: string): Promise<void> {
     try {
-      await this.#docker.getImage(image).remove({ force: true, abortSignal: this.#deadline() } as object);
+      await this.#short(`removing image ${image}`, () =>
+        this.#docker.getImage(image).remove({ force: true }),
+      );
     } catch (err) {
-      if (statusOf(err) === 404) return;
-      throw mapDockerError(err, `removing image ${image}`, this.#where);
+      if (statusOf((err as Error).cause) === 404) return;
+      throw err;
     }
   }
 
@@ -208,23 +205,25 @@ export class DockerExecutor implements ContainerExecutor {
       labels: { [LABEL_MANAGED]: "true", [LABEL_EXECUTOR]: this.instanceId },
       ignore: new Set(gaps.map((g) => g.field)),
     });
-    const container = await this.#call("creating the container", () =>
-      this.#docker.createContainer({
-        ...body,
-        abortSignal: this.#deadline(),
-      } as Dockerode.ContainerCreateOptions),
+    const container = await this.#short("creating the container", (signal) =>
+      this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
     );
     try {
       const stdin = valid.stdin === true;
-      const attach = (await container.attach({
-        stream: true,
-        stdin,
-        stdout: true,
-        stderr: true,
-        hijack: stdin,
-      })) as NodeJS.ReadWriteStream;
+      const attach = await this.#short(
+        "attaching to the container",
+        () =>
+          container.attach({
+            stream: true,
+            stdin,
+            stdout: true,
+            stderr: true,
+            hijack: stdin,
+          }) as Promise<NodeJS.ReadWriteStream>,
+      );
       const handle = new DockerContainer(container, attach, stdin, {
         where: this.#where,
+        short: (operation, fn) => this.#short(operation, fn),
         program: body.Entrypoint[0] ?? "",
         onRemoved: (c) => this.#containers.delete(c),
       });
@@ -232,7 +231,7 @@ export class DockerExecutor implements ContainerExecutor {
       return handle;
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
-      throw mapDockerError(err, "attaching to the container", this.#where);
+      throw err;
     }
   }
 
@@ -245,15 +244,15 @@ export class DockerExecutor implements ContainerExecutor {
 
   async #inspectImage(image: string): Promise<Dockerode.ImageInspectInfo> {
     try {
-      return await this.#docker.getImage(image).inspect({ abortSignal: this.#deadline() } as object);
+      return await this.#short(`inspecting image ${image}`, () => this.#docker.getImage(image).inspect());
     } catch (err) {
-      if (statusOf(err) === 404) throw new ImageNotFoundError(image, { cause: err });
-      throw mapDockerError(err, `inspecting image ${image}`, this.#where);
+      if (statusOf((err as Error).cause) === 404) throw new ImageNotFoundError(image, { cause: err });
+      throw err;
     }
   }
 
-  #deadline(): AbortSignal {
-    return AbortSignal.timeout(this.#timeoutMs);
+  #short<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return callDaemon(operation, this.#where, this.#timeoutMs, fn);
   }
 
   async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {

@@ -30,14 +30,15 @@ export function registerImageCases(ctx: SuiteContext): void {
 
   test("hasImage is false after removeImage and true again after loading", async () => {
     const ex = ctx.executor();
-    const id = ctx.images().busybox;
+    // The layered image: no other image can depend on it.
+    const id = ctx.images().layered;
     expect(await ex.hasImage(id)).toBe(true);
     try {
       await ex.removeImage(id);
       expect(await ex.hasImage(id)).toBe(false);
       await ex.removeImage(id); // removing what is not there is a no-op
     } finally {
-      expect(await ex.loadImage(ctx.options.fixtures.busybox)).toBe(id);
+      expect(await ex.loadImage(ctx.options.fixtures.layered)).toBe(id);
     }
     expect(await ex.hasImage(id)).toBe(true);
   });

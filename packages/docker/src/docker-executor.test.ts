@@ -1,0 +1,45 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackend, DockerExecutor } from "./docker-executor.js";
+
+// No daemon needed: these cases are about a daemon that is not there, or does not answer.
+let dir: string;
+let silent: Server;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "contexec-docker-"));
+  silent = createServer(() => {}); // accepts connections, never answers
+  await new Promise<void>((resolve) => silent.listen(join(dir, "silent.sock"), resolve));
+});
+afterAll(async () => {
+  await new Promise((resolve) => silent.close(resolve));
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("DockerExecutor without a working daemon", () => {
+  it("a missing socket is RuntimeUnavailableError naming the socket and what to do", async () => {
+    const socket = join(dir, "nothing-here.sock");
+    const executor = new DockerExecutor({ socketPath: socket });
+    const err = await executor.info().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "E_RUNTIME_UNAVAILABLE", runtime: "docker" });
+    expect(String((err as Error).message)).toContain(socket);
+    expect(String((err as Error).message)).toMatch(/setup-docker\.sh|dockerd/);
+    await expect(executor.hasImage("busybox")).rejects.toMatchObject({ code: "E_RUNTIME_UNAVAILABLE" });
+  });
+
+  it("a daemon that accepts but never answers gives TimeoutError, not a hang", async () => {
+    const executor = new DockerExecutor({ socketPath: join(dir, "silent.sock"), requestTimeoutMs: 300 });
+    const started = Date.now();
+    await expect(executor.hasImage("busybox")).rejects.toMatchObject({ code: "E_TIMEOUT" });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("createBackend refuses unknown options", () => {
+    expect(() => createBackend({ runtime: "docker", sockePath: "/x" })).toThrow(
+      /unknown docker executor option "sockePath"/,
+    );
+    expect(createBackend({ runtime: "docker", socketPath: "/x" })).toBeInstanceOf(DockerExecutor);
+  });
+});
