@@ -1,4 +1,4 @@
-import type { Container, ContainerExecutor, ImageId } from "@contexec/core";
+import type { Container, ImageId, ServiceExecutor } from "@contexec/core";
 import { afterAll, beforeAll, describe } from "vitest";
 import { registerCommandCases } from "./cases/command.js";
 import { registerEnvCases } from "./cases/env.js";
@@ -11,6 +11,7 @@ import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
 import { registerResourceCases } from "./cases/resources.js";
+import { registerServiceCases } from "./cases/services.js";
 import { registerStdioCases } from "./cases/stdio.js";
 import {
   type ConformanceOptions,
@@ -34,7 +35,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
   const info = await probe.info().finally(() => probe.close());
   const timeoutMs = options.timeoutMs ?? 120_000;
 
-  let executor: ContainerExecutor | undefined;
+  let executor: ServiceExecutor | undefined;
   let images: { busybox: ImageId; layered: ImageId } | undefined;
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   const runCleanups = async () => {
@@ -65,6 +66,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
       await container.start();
       return container;
     },
+    startService: (spec, serviceOptions) => ctx.executor().startService(spec, serviceOptions),
     defer: (fn) => {
       cleanups.push(fn);
     },
@@ -94,5 +96,6 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("isolation", () => registerIsolationCases(ctx));
     describe("exec", () => registerExecCases(ctx));
     describe("resources and concurrency", () => registerResourceCases(ctx));
+    describe("services", () => registerServiceCases(ctx));
   });
 }

@@ -7,6 +7,9 @@ import {
   type RunResult,
   type RuntimeInfo,
   runContainer,
+  type Service,
+  type ServiceExecutor,
+  type ServiceOptions,
 } from "@contexec/core";
 import { it } from "vitest";
 
@@ -31,7 +34,7 @@ export interface ConformanceOptions {
   /** Shown in the suite's name: "docker", "apptainer", "my-runtime". */
   name: string;
   /** Makes a fresh executor. The suite calls close() on every one it makes. */
-  createExecutor: () => Promise<ContainerExecutor>;
+  createExecutor: () => Promise<ServiceExecutor>;
   fixtures: ConformanceFixtures;
   /**
    * Lists what the runtime still holds for an executor after close(): containers, instances,
@@ -47,7 +50,7 @@ export interface SuiteContext {
   readonly options: ConformanceOptions;
   readonly info: RuntimeInfo;
   /** The executor shared by the cases (made in beforeAll). */
-  executor(): ContainerExecutor;
+  executor(): ServiceExecutor;
   /** Ids of the loaded fixture images. */
   images(): { busybox: ImageId; layered: ImageId };
   /**
@@ -59,6 +62,8 @@ export interface SuiteContext {
   run(spec: ContainerSpec, input?: string | Uint8Array): Promise<RunResult & { out: string; err: string }>;
   /** Creates and starts a container, removed after the case. */
   start(spec: ContainerSpec): Promise<Container>;
+  /** Starts a service with the shared executor (the case stops it). */
+  startService(spec: ContainerSpec, options?: ServiceOptions): Promise<Service>;
   /** Registers a cleanup for the current case. */
   defer(fn: () => Promise<unknown> | unknown): void;
 }

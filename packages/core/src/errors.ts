@@ -166,3 +166,26 @@ export class TimeoutError extends ContainerError {
 export function throwIfAborted(signal: AbortSignal | undefined, operation: string): void {
   if (signal?.aborted) throw new AbortedError(operation, { cause: signal.reason });
 }
+
+/**
+ * Settles like `promise`, or rejects with {@link AbortedError} as soon as `signal` fires. The
+ * operation itself is not cancelled: use it for waits whose abort must not stop the work.
+ */
+export async function raceAbort<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  operation: string,
+): Promise<T> {
+  if (!signal) return promise;
+  throwIfAborted(signal, operation);
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new AbortedError(operation, { cause: signal.reason }));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}

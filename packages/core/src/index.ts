@@ -47,6 +47,7 @@ export {
   InvalidSpecError,
   RuntimeError,
   RuntimeUnavailableError,
+  raceAbort,
   type SpecIssue,
   TimeoutError,
   throwIfAborted,
@@ -67,7 +68,20 @@ export {
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber } from "./exit-status.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { describeCheck, waitUntilReady } from "./readiness.js";
 export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export type {
+  Endpoint,
+  ExecProcess,
+  ReadinessCheck,
+  ReadinessOptions,
+  Service,
+  ServiceExecutor,
+  ServiceLogs,
+  ServiceOptions,
+  ServiceSummary,
+  StopOptions,
+} from "./service.js";
 export {
   type BindMount,
   type ContainerSpec,

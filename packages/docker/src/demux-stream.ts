@@ -75,3 +75,17 @@ export function demuxStream(
   source.pipe(sink);
   return { stdout, stderr, done };
 }
+
+/** Splits a whole multiplexed buffer (what the logs endpoint returns without `follow`). */
+export function demuxBuffer(data: Buffer): { stdout: Buffer; stderr: Buffer } {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= data.length) {
+    const size = data.readUInt32BE(offset + 4);
+    const payload = data.subarray(offset + 8, offset + 8 + size);
+    (data[offset] === 2 ? err : out).push(payload);
+    offset += 8 + size;
+  }
+  return { stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
+}

@@ -1,23 +1,24 @@
-import { PassThrough, type Readable, type Writable } from "node:stream";
+import { PassThrough, Readable, type Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import {
-  AbortedError,
   CommandNotFoundError,
   type Container,
   type ContainerState,
   ContainerStateError,
-  collect,
   type ExecOptions,
+  type ExecProcess,
   type ExecResult,
   type ExitStatus,
   exitStatusFromCode,
   type KillOptions,
+  raceAbort,
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
 import type Dockerode from "dockerode";
-import { demuxStream } from "./demux-stream.js";
+import { demuxBuffer, demuxStream } from "./demux-stream.js";
 import { daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
+import { runExec, type StartExecOptions, startExec } from "./docker-exec.js";
 
 const DEFAULT_GRACE_MS = 10_000;
 
@@ -46,7 +47,7 @@ export class DockerContainer implements Container {
   readonly stdout: Readable;
   readonly stderr: Readable;
   readonly #container: Dockerode.Container;
-  readonly #attach: NodeJS.ReadWriteStream;
+  readonly #attach: NodeJS.ReadWriteStream | null;
   readonly #ctx: DockerContainerContext;
   readonly #outputDone: Promise<void>;
   #stderrTail = "";
@@ -54,9 +55,13 @@ export class DockerContainer implements Container {
   #exit: Promise<ExitStatus> | undefined;
   #removing: Promise<void> | undefined;
 
+  /**
+   * With `attach` null the container runs detached (a service): its output goes to the daemon's
+   * log, stdout/stderr here are empty.
+   */
   constructor(
     container: Dockerode.Container,
-    attach: NodeJS.ReadWriteStream,
+    attach: NodeJS.ReadWriteStream | null,
     stdin: boolean,
     ctx: DockerContainerContext,
   ) {
@@ -64,6 +69,13 @@ export class DockerContainer implements Container {
     this.#container = container;
     this.#attach = attach;
     this.#ctx = ctx;
+    if (attach === null) {
+      this.stdout = Readable.from([]);
+      this.stderr = Readable.from([]);
+      this.#outputDone = Promise.resolve();
+      this.stdin = null;
+      return;
+    }
     const { stdout, stderr, done } = demuxStream(attach as unknown as Readable, (chunk) => {
       this.#stderrTail = (this.#stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
     });
@@ -135,7 +147,7 @@ export class DockerContainer implements Container {
       if (code === 126 || code === 127) {
         // The init's message may still be in flight on the attach stream.
         await Promise.race([this.#outputDone, delay(1000)]);
-        const failure = INIT_EXEC_FAILURE.exec(this.#stderrTail);
+        const failure = INIT_EXEC_FAILURE.exec(await this.#stderrTailNow());
         if (failure) throw new CommandNotFoundError(failure[1] ?? this.#ctx.program, failure[2]);
       }
       return exitStatusFromCode(code, info.State.OOMKilled === true);
@@ -144,22 +156,22 @@ export class DockerContainer implements Container {
     }
   }
 
+  /** The end of stderr: from the attach stream, or from the daemon's log when detached. */
+  async #stderrTailNow(): Promise<string> {
+    if (this.#attach) return this.#stderrTail;
+    const logs = (await this.#container.logs({
+      stdout: false,
+      stderr: true,
+      tail: 20,
+      follow: false,
+    })) as Buffer;
+    return demuxBuffer(logs).stderr.toString("utf8");
+  }
+
   async wait(options: WaitOptions = {}): Promise<ExitStatus> {
     const exit = this.#exit;
     if (!exit) throw new ContainerStateError("wait for", this.#state, "start() it first");
-    const signal = options.signal;
-    if (!signal) return exit;
-    if (signal.aborted) throw new AbortedError("waiting for the container", { cause: signal.reason });
-    let onAbort: () => void = () => {};
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new AbortedError("waiting for the container", { cause: signal.reason }));
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([exit, aborted]);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    return raceAbort(exit, options.signal, "waiting for the container");
   }
 
   async kill(options: KillOptions = {}): Promise<void> {
@@ -199,42 +211,33 @@ export class DockerContainer implements Container {
 
   async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
     validateArgv(argv);
-    const state = await this.state();
-    if (state !== "running") throw new ContainerStateError("exec into", state);
-    const withInput = options.input !== undefined;
+    await this.#mustBeRunning("exec into");
     try {
-      const exec = await this.#container.exec({
-        Cmd: argv,
-        AttachStdin: withInput,
-        AttachStdout: true,
-        AttachStderr: true,
-        Tty: false,
-        ...(options.env && { Env: Object.entries(options.env).map(([k, v]) => `${k}=${v}`) }),
-        ...(options.workdir && { WorkingDir: options.workdir }),
-        ...(options.signal && { abortSignal: options.signal }),
-      });
-      const stream = (await exec.start({ hijack: true, stdin: withInput })) as NodeJS.ReadWriteStream;
-      if (options.input !== undefined) stream.end(options.input);
-      const { stdout, stderr } = demuxStream(stream as unknown as Readable);
-      const [out, err] = await Promise.all([collect(stdout), collect(stderr)]);
-      const info = await exec.inspect();
-      const result = {
-        exitCode: info.ExitCode ?? -1,
-        stdout: out.toString("utf8"),
-        stderr: err.toString("utf8"),
-      };
-      // runc reports an exec it could not perform as output plus exit code 126/127.
-      if (
-        (result.exitCode === 126 || result.exitCode === 127) &&
-        /OCI runtime exec failed/.test(result.stdout + result.stderr)
-      ) {
-        throw new CommandNotFoundError(argv[0] as string, (result.stdout + result.stderr).trim());
-      }
-      return result;
+      return await runExec(this.#container, argv, options);
     } catch (err) {
-      if (statusOf(err) === 409) throw new ContainerStateError("exec into", "exited");
-      throw this.#map(err, "exec");
+      throw this.#mapExec(err);
     }
+  }
+
+  /** The streaming form of exec (services use it). */
+  async execStream(argv: string[], options: StartExecOptions = {}): Promise<ExecProcess> {
+    validateArgv(argv);
+    await this.#mustBeRunning("exec into");
+    try {
+      return await startExec(this.#container, argv, options);
+    } catch (err) {
+      throw this.#mapExec(err);
+    }
+  }
+
+  async #mustBeRunning(operation: string): Promise<void> {
+    const state = await this.state();
+    if (state !== "running") throw new ContainerStateError(operation, state);
+  }
+
+  #mapExec(err: unknown) {
+    if (statusOf(err) === 409) return new ContainerStateError("exec into", "exited");
+    return this.#map(err, "exec");
   }
 
   remove(): Promise<void> {
@@ -266,9 +269,15 @@ export class DockerContainer implements Container {
 
   /** Ends stdout/stderr for readers when the process never ran. */
   #closeStreams(): void {
+    if (!this.#attach) return;
     const attach = this.#attach as unknown as { destroy?: () => void; end?: () => void };
     if (typeof attach.destroy === "function") attach.destroy();
     else attach.end?.();
+  }
+
+  /** The dockerode handle, for what this class does not cover (logs, ports). */
+  get handle(): Dockerode.Container {
+    return this.#container;
   }
 
   #map(err: unknown, operation: string) {

@@ -20,15 +20,24 @@ import {
   RuntimeError,
   type RuntimeInfo,
   readImageArchive,
+  type ServiceOptions,
+  type ServiceSummary,
   SUPPORTED,
   throwIfAborted,
   unsupported,
   validateSpec,
+  waitUntilReady,
 } from "@contexec/core";
 import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
-import { LABEL_EXECUTOR, LABEL_MANAGED, renderCreateOptions } from "./render-create-options.js";
+import { DockerService } from "./docker-service.js";
+import {
+  LABEL_EXECUTOR,
+  LABEL_MANAGED,
+  LABEL_SERVICE,
+  renderCreateOptions,
+} from "./render-create-options.js";
 
 export interface DockerExecutorOptions {
   /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
@@ -37,6 +46,11 @@ export interface DockerExecutorOptions {
   dockerOptions?: Dockerode.DockerOptions;
   /** Deadline for short API calls (inspect, create, kill, remove); default 60 s. */
   requestTimeoutMs?: number;
+}
+
+export interface DockerServiceOptions extends ServiceOptions {
+  /** Use spec.name as is instead of adding a random suffix (Docker refuses a name in use). */
+  exactName?: boolean;
 }
 
 export interface DockerExecutorConfig extends DockerExecutorOptions {
@@ -52,6 +66,7 @@ export class DockerExecutor implements ContainerExecutor {
   readonly #where: string;
   readonly #timeoutMs: number;
   readonly #containers = new Set<DockerContainer>();
+  readonly #services = new Set<DockerService>();
   #info: Promise<RuntimeInfo> | undefined;
 
   constructor(options: DockerExecutorOptions = {}) {
@@ -195,32 +210,75 @@ export class DockerExecutor implements ContainerExecutor {
     }
   }
 
-  async create(spec: ContainerSpec): Promise<DockerContainer> {
+  create(spec: ContainerSpec): Promise<DockerContainer> {
+    return this.#create(spec, { detached: false });
+  }
+
+  /**
+   * Starts a service: a detached container whose output goes to the daemon's log. Its name is
+   * `spec.name` (or "contexec-svc") plus a random suffix, unless `exactName` is set.
+   */
+  async startService(spec: ContainerSpec, options: DockerServiceOptions = {}): Promise<DockerService> {
+    const name =
+      options.exactName && spec.name
+        ? spec.name
+        : `${spec.name ?? "contexec-svc"}-${randomUUID().slice(0, 8)}`;
+    const container = await this.#create({ ...spec, name }, { detached: true });
+    const service = new DockerService(container, name, spec.network ?? "bridge");
+    this.#services.add(service);
+    try {
+      await container.start();
+      if (options.ready)
+        await waitUntilReady(service, options.ready, {
+          ...options.readyOptions,
+          ...(options.signal && { signal: options.signal }),
+        });
+      return service;
+    } catch (err) {
+      await service.stop({ signal: "SIGKILL" }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The services this executor started and has not stopped. */
+  async listServices(): Promise<ServiceSummary[]> {
+    const live = [...this.#services].filter((s) => this.#containers.has(s.container));
+    return Promise.all(live.map(async (s) => ({ id: s.id, name: s.name, state: await s.state() })));
+  }
+
+  async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
     const valid = await validateSpec(spec);
     const image = await this.#inspectImage(valid.image);
     const gaps = checkCapabilities(valid, (await this.info()).capabilities, "docker");
     const body = renderCreateOptions(valid, {
       imageId: image.Id,
       image: parseImageConfig({ config: image.Config }),
-      labels: { [LABEL_MANAGED]: "true", [LABEL_EXECUTOR]: this.instanceId },
+      labels: {
+        [LABEL_MANAGED]: "true",
+        [LABEL_EXECUTOR]: this.instanceId,
+        ...(mode.detached && { [LABEL_SERVICE]: "true" }),
+      },
       ignore: new Set(gaps.map((g) => g.field)),
+      detached: mode.detached,
     });
     const container = await this.#short("creating the container", (signal) =>
       this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
     );
     try {
-      const stdin = valid.stdin === true;
-      const attach = await this.#short(
-        "attaching to the container",
-        () =>
-          container.attach({
-            stream: true,
-            stdin,
-            stdout: true,
-            stderr: true,
-            hijack: stdin,
-          }) as Promise<NodeJS.ReadWriteStream>,
-      );
+      const stdin = valid.stdin === true && !mode.detached;
+      const attach = mode.detached
+        ? null
+        : await this.#short(
+            "attaching to the container",
+            () =>
+              container.attach({
+                stream: true,
+                stdin,
+                stdout: true,
+                stderr: true,
+                hijack: stdin,
+              }) as Promise<NodeJS.ReadWriteStream>,
+          );
       const handle = new DockerContainer(container, attach, stdin, {
         where: this.#where,
         short: (operation, fn) => this.#short(operation, fn),
@@ -235,9 +293,12 @@ export class DockerExecutor implements ContainerExecutor {
     }
   }
 
-  /** Removes every container this executor created (killing running ones). */
+  /** Stops every service and removes every container this executor created. */
   async close(): Promise<void> {
-    const results = await Promise.allSettled([...this.#containers].map((c) => c.remove()));
+    const services = [...this.#services];
+    this.#services.clear();
+    const stopped = await Promise.allSettled(services.map((s) => s.stop({ graceMs: 2000 })));
+    const results = [...stopped, ...(await Promise.allSettled([...this.#containers].map((c) => c.remove())))];
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
   }

@@ -10,6 +10,7 @@ import {
 /** Labels contexec puts on every container it creates, beside the spec's own. */
 export const LABEL_MANAGED = "io.contexec.managed";
 export const LABEL_EXECUTOR = "io.contexec.executor";
+export const LABEL_SERVICE = "io.contexec.service";
 
 /** The subset of the Engine API's `POST /containers/create` body contexec fills in. */
 export interface DockerCreateBody {
@@ -64,6 +65,8 @@ export interface RenderContext {
   labels?: Record<string, string>;
   /** Spec fields the runtime cannot honour and the caller chose to ignore. */
   ignore?: ReadonlySet<string>;
+  /** A service: nothing is attached, output goes to the daemon's log. */
+  detached?: boolean;
 }
 
 /**
@@ -76,7 +79,7 @@ export interface RenderContext {
 export function renderCreateOptions(spec: ContainerSpec, ctx: RenderContext): DockerCreateBody {
   const ignore = ctx.ignore ?? new Set<string>();
   const argv = resolveArgv(ctx.image, spec);
-  const stdin = spec.stdin === true;
+  const stdin = spec.stdin === true && ctx.detached !== true;
   const hostConfig: DockerHostConfig = {
     // An init (tini) as PID 1 forwards signals and reaps zombies, as Apptainer's shim does; a
     // plain PID 1 would ignore SIGTERM unless it installed a handler.
@@ -111,8 +114,8 @@ export function renderCreateOptions(spec: ContainerSpec, ctx: RenderContext): Do
     WorkingDir: resolveWorkdir(ctx.image, spec),
     Labels: { ...spec.labels, ...ctx.labels },
     AttachStdin: stdin,
-    AttachStdout: true,
-    AttachStderr: true,
+    AttachStdout: ctx.detached !== true,
+    AttachStderr: ctx.detached !== true,
     OpenStdin: stdin,
     StdinOnce: stdin,
     Tty: false,

@@ -97,7 +97,7 @@ describe("readImageArchive: docker-archive", () => {
       const x = extract();
       x.on("entry", (h, s, next) => {
         const parts: Buffer[] = [];
-        s.on("data", (c: Buffer) => parts.push(c));
+        s.on("data", (c: unknown) => parts.push(c as Buffer));
         s.on("end", () => {
           const data = Buffer.concat(parts);
           if (h.name === "manifest.json") manifests.push(...JSON.parse(data.toString()));
@@ -106,7 +106,7 @@ describe("readImageArchive: docker-archive", () => {
         });
       });
       x.end(a);
-      await new Promise((r) => x.on("finish", r));
+      await new Promise<void>((r) => x.on("finish", () => r()));
     }
     const merged = await tarOf([...members, { name: "manifest.json", data: JSON.stringify(manifests) }]);
     expect((await both(merged, "two:2")).fromPath.id).toBe(two.configDigest);

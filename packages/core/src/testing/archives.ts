@@ -14,7 +14,7 @@ export interface Member {
 export async function tarOf(members: Member[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
+  p.on("data", (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<void>((resolve, reject) => {
     p.on("end", resolve);
     p.on("error", reject);
@@ -24,7 +24,7 @@ export async function tarOf(members: Member[]): Promise<Buffer> {
     await new Promise<void>((resolve, reject) =>
       p.entry(
         { name: m.name, type: m.type ?? "file", ...(m.linkname && { linkname: m.linkname }), mode: 0o644 },
-        data,
+        data ?? Buffer.alloc(0),
         (err) => (err ? reject(err) : resolve()),
       ),
     );
