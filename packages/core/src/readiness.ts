@@ -112,7 +112,9 @@ async function attempt(service: Service, check: ReadinessCheck, attemptMs: numbe
           resolve();
         }, TCP_SETTLE_MS);
       });
-      socket.once("end", () => fail(`${host}:${port} closed the connection at once (nothing listening yet?)`));
+      socket.once("end", () =>
+        fail(`${host}:${port} closed the connection at once (nothing listening yet?)`),
+      );
       socket.once("timeout", () => fail(`connecting to ${host}:${port} timed out`));
       socket.once("error", (err) => fail(`connecting to ${host}:${port}: ${err.message}`));
     });

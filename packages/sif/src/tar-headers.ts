@@ -1,0 +1,250 @@
+import { type ByteSource, ImageArchiveError } from "@contexec/core";
+
+/**
+ * A header-only reader for the tar inside a layer: it yields each entry's metadata and skips its
+ * data, by seeking when the source is a file (an uncompressed layer costs one read per header).
+ * The flattening plan is made from these headers; the bytes are streamed later with tar-stream.
+ * Both must see the same entries in the same order, so this reader follows tar-stream's reading
+ * rules where tar is ambiguous (see the comments).
+ */
+
+export type TarEntryKind =
+  | "file"
+  | "link"
+  | "symlink"
+  | "directory"
+  | "fifo"
+  | "character-device"
+  | "block-device"
+  | "other";
+
+export interface TarHeader {
+  /** Position among the layer's entries (extension headers not counted), from 0. */
+  ordinal: number;
+  /** The name as stored (pax path, GNU long name or ustar prefix/name). */
+  name: string;
+  kind: TarEntryKind;
+  /** The raw typeflag character, for messages about unsupported kinds. */
+  typeflag: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  size: number;
+  linkname: string;
+  /** Where the entry's data starts in the source (its position after the header). */
+  dataOffset: number;
+}
+
+const BLOCK = 512;
+const MAX_EXTENSION = 1024 * 1024;
+
+const KINDS: Record<string, TarEntryKind> = {
+  "0": "file",
+  "\0": "file",
+  "7": "file",
+  "1": "link",
+  "2": "symlink",
+  "3": "character-device",
+  "4": "block-device",
+  "5": "directory",
+  "6": "fifo",
+};
+
+/**
+ * Yields the entries of one tar stream. `what` names the source in errors ("layer <member>").
+ * A source ending exactly between entries, without the end-of-archive blocks, is accepted (as
+ * tar-stream and Go's archive/tar accept it); one ending inside an entry is an error.
+ */
+export async function* readTarHeaders(source: ByteSource, what: string): AsyncGenerator<TarHeader> {
+  let pax: Record<string, string> | null = null;
+  let globalPax: Record<string, string> | null = null;
+  let longName: string | null = null;
+  let longLink: string | null = null;
+  let ordinal = 0;
+  for (;;) {
+    const offset = source.position;
+    const block = await readOrTruncated(source, BLOCK, what, true);
+    if (block === null || isZero(block)) return;
+    verifyChecksum(block, what, offset);
+    const typeflag = String.fromCharCode(block[156] as number);
+    let size = readNumber(block, 124, 12);
+    if (typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "N" || typeflag === "K") {
+      if (size > MAX_EXTENSION) {
+        throw new ImageArchiveError(`${what}: tar extension header at offset ${offset} is larger than 1 MiB`);
+      }
+      const body = (await readOrTruncated(source, padded(size), what, false)) as Buffer;
+      const data = body.subarray(0, size);
+      if (typeflag === "x") pax = parsePax(data, what);
+      else if (typeflag === "g") globalPax = parsePax(data, what);
+      else if (typeflag === "K") longLink = cString(data);
+      else longName = cString(data);
+      continue;
+    }
+    let name = cString(block.subarray(0, 100));
+    if (block.subarray(257, 263).toString("latin1") === "ustar\0" && block[345] !== 0) {
+      name = `${cString(block.subarray(345, 500))}/${name}`;
+    }
+    let linkname = cString(block.subarray(157, 257));
+    let uid = readNumber(block, 108, 8);
+    let gid = readNumber(block, 116, 8);
+    let mtime = readNumber(block, 136, 12);
+    if (longName !== null) name = longName;
+    if (longLink !== null) linkname = longLink;
+    // tar-stream merges global pax records only into entries that have their own pax header;
+    // so must we, or the two readers would disagree about names and sizes.
+    const records = pax === null ? null : { ...(globalPax ?? {}), ...pax };
+    if (records) {
+      if (records.path) name = records.path;
+      if (records.linkpath) linkname = records.linkpath;
+      if (records.size) size = Number.parseInt(records.size, 10);
+      if (records.uid) uid = paxInteger(records.uid, uid);
+      if (records.gid) gid = paxInteger(records.gid, gid);
+      if (records.mtime) mtime = Math.floor(Number(records.mtime)) || mtime;
+    }
+    pax = null;
+    longName = null;
+    longLink = null;
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new ImageArchiveError(`${what}: bad size in the tar header at offset ${offset}`, { entry: name });
+    }
+    let kind = KINDS[typeflag] ?? "other";
+    // Old tars mark folders by a trailing slash on a regular-file entry (tar-stream does the same).
+    if (typeflag === "0" || typeflag === "\0") {
+      if (name.endsWith("/")) kind = "directory";
+    }
+    yield {
+      ordinal: ordinal++,
+      name,
+      kind,
+      typeflag,
+      mode: readNumber(block, 100, 8) & 0o7777,
+      uid,
+      gid,
+      mtime,
+      size: kind === "directory" ? 0 : size,
+      linkname,
+      dataOffset: source.position,
+    };
+    // tar-stream reads no data after a folder entry whatever its size says, and reads data after
+    // every other kind; follow it exactly.
+    if (kind !== "directory" && size > 0) await skipOrTruncated(source, padded(size), what, name);
+  }
+}
+
+function padded(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
+async function readOrTruncated(
+  source: ByteSource,
+  length: number,
+  what: string,
+  atBoundary: boolean,
+): Promise<Buffer | null> {
+  let data: Buffer | null;
+  try {
+    data = await source.readExact(length);
+  } catch (err) {
+    throw truncated(what, undefined, err);
+  }
+  if (data === null && !atBoundary) throw truncated(what);
+  return data;
+}
+
+async function skipOrTruncated(
+  source: ByteSource,
+  length: number,
+  what: string,
+  name: string,
+): Promise<void> {
+  try {
+    await source.skip(length);
+  } catch (err) {
+    throw truncated(what, name, err);
+  }
+}
+
+function truncated(what: string, entry?: string, cause?: unknown): ImageArchiveError {
+  return new ImageArchiveError(`${what} is truncated: its tar ends inside an entry`, {
+    ...(entry !== undefined && { entry }),
+    cause,
+  });
+}
+
+function verifyChecksum(block: Buffer, what: string, offset: number): void {
+  // The checksum field itself counts as eight spaces.
+  let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148; i++) unsigned += block[i] as number;
+  for (let i = 156; i < BLOCK; i++) unsigned += block[i] as number;
+  const stored = readNumber(block, 148, 8);
+  if (stored === unsigned) return;
+  // Some old tars summed signed bytes.
+  let signed = 8 * 0x20;
+  for (let i = 0; i < BLOCK; i++) {
+    if (i >= 148 && i < 156) continue;
+    const b = block[i] as number;
+    signed += b > 127 ? b - 256 : b;
+  }
+  if (stored !== signed) {
+    throw new ImageArchiveError(
+      `${what} is not a tar file or is corrupt: bad header checksum at offset ${offset} of the layer`,
+    );
+  }
+}
+
+function isZero(block: Buffer): boolean {
+  for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+/** Text up to the first NUL. */
+function cString(buf: Buffer): string {
+  const end = buf.indexOf(0);
+  return buf.subarray(0, end === -1 ? buf.length : end).toString("utf8");
+}
+
+/** Octal ASCII (leading spaces and NULs allowed), or GNU base-256 when the top bit is set. */
+function readNumber(block: Buffer, at: number, length: number): number {
+  const field = block.subarray(at, at + length);
+  const first = field[0] as number;
+  if (first & 0x80) {
+    let n = first === 0xff ? -1 : first & 0x7f;
+    for (let i = 1; i < field.length; i++) n = n * 256 + (field[i] as number);
+    return n;
+  }
+  let i = 0;
+  while (i < field.length && (field[i] === 0x20 || field[i] === 0)) i++;
+  let n = 0;
+  for (; i < field.length; i++) {
+    const c = field[i] as number;
+    if (c < 0x30 || c > 0x37) break;
+    n = n * 8 + (c - 0x30);
+  }
+  return n;
+}
+
+function paxInteger(value: string, fallback: number): number {
+  const n = Number(value);
+  return Number.isSafeInteger(n) && n >= 0 ? n : fallback;
+}
+
+/** pax records: "<length> <key>=<value>\n"; values may hold any byte but NUL-free keys. */
+function parsePax(body: Buffer, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let pos = 0;
+  while (pos < body.length) {
+    if (body[pos] === 0) break;
+    const space = body.indexOf(0x20, pos);
+    const len = space === -1 ? Number.NaN : Number(body.subarray(pos, space).toString("latin1"));
+    if (!Number.isSafeInteger(len) || len <= 0 || pos + len > body.length) {
+      throw new ImageArchiveError(`${what}: corrupt pax extended header`);
+    }
+    const record = body.subarray(space + 1, pos + len - 1).toString("utf8");
+    const eq = record.indexOf("=");
+    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
+    pos += len;
+  }
+  return out;
+}

@@ -1,0 +1,32 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describeConformance } from "@contexec/conformance";
+import { afterAll, inject } from "vitest";
+import { ApptainerExecutor } from "./apptainer-executor.js";
+import { descendantsOf, listProcesses } from "./process-tree.js";
+
+const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
+// A cache of its own, so the suite starts from nothing and leaves nothing behind.
+const cacheDir = await mkdtemp(join(tmpdir(), "contexec-conformance-sif-"));
+afterAll(() => rm(cacheDir, { recursive: true, force: true }));
+
+await describeConformance({
+  name: "apptainer",
+  createExecutor: async () => new ApptainerExecutor({ cacheDir }),
+  fixtures: { busybox: join(fixtures, "busybox.tar"), layered: join(fixtures, "layered.tar") },
+  // Apptainer containers are this process's children: whatever is left of them is a descendant.
+  leftovers: async () => {
+    const processes = await listProcesses();
+    const mine = new Set(descendantsOf(process.pid, processes));
+    const { readFile } = await import("node:fs/promises");
+    const left: string[] = [];
+    for (const p of processes) {
+      if (!mine.has(p.pid)) continue;
+      const comm = (await readFile(`/proc/${p.pid}/comm`, "utf8").catch(() => "")).trim();
+      // vitest's own workers are descendants too; only runtime and container processes count.
+      if (/^(starter|appinit|squashfuse|sleep|sh|apptainer)/.test(comm)) left.push(`${p.pid} ${comm}`);
+    }
+    return left;
+  },
+});

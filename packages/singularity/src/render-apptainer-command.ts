@@ -1,0 +1,233 @@
+import {
+  type ContainerSpec,
+  type ImageConfig,
+  InvalidSpecError,
+  resolveArgv,
+  resolveEnv,
+  resolveWorkdir,
+  type SpecIssue,
+} from "@contexec/core";
+import type { NumericUser } from "./image-user.js";
+import { envPrefixOf, type RuntimeFlavor } from "./runtime-version.js";
+
+/** What the probe found that changes the command line. Plain data: rendering reads nothing else. */
+export interface RenderProbe {
+  flavor: RuntimeFlavor;
+  /** `--userns` is needed to start containers here. */
+  userns: boolean;
+  /**
+   * Started by root without a user namespace: `--no-privs --add-caps` gives the container root
+   * Docker's default capability set instead of all of root's.
+   */
+  dockerCaps: boolean;
+  /** `--no-eval` exists (Apptainer >= 1.1, SingularityCE >= 3.10). */
+  noEval: boolean;
+  /** `--no-umask` exists (umask 022 in the container, as Docker has, instead of the caller's). */
+  noUmask: boolean;
+  networkNone: boolean;
+  networkBridge: boolean;
+  memoryLimit: boolean;
+  cpuLimit: boolean;
+  /**
+   * Limits are applied through cgroups the library makes (given in {@link RenderOptions.cgroup})
+   * instead of Apptainer's --memory/--cpus.
+   */
+  ownCgroups: boolean;
+  gpu: boolean;
+}
+
+export interface RenderOptions {
+  /** argv[0]; default "apptainer". */
+  binary?: string;
+  /** The working folder does not exist in the image: give it an empty private one (Docker creates it). */
+  createWorkdir?: boolean;
+  /**
+   * The container's own cgroups (with `probe.ownCgroups`), each bound read-only over its
+   * hierarchy's mount point so the container sees its limits at /sys/fs/cgroup, as under Docker.
+   * The caller moves the container's processes into them once they run.
+   */
+  cgroup?: { binds: { source: string; target: string }[] };
+  /**
+   * The user to run as, resolved against the image (with `probe.dockerCaps`: root starts the
+   * container and switches with `--security uid:U,gid:G`; Apptainer then sets HOME from the
+   * image's passwd entry, as Docker does).
+   */
+  user?: NumericUser;
+}
+
+export interface ApptainerCommand {
+  /** The runtime's argv, binary first. */
+  argv: string[];
+  /**
+   * Variables for the runtime's own environment (APPTAINERENV_NAME=value): they become the
+   * container's environment, literally. Add them to a clean environment; never to a shell string.
+   */
+  env: Record<string, string>;
+  /** The one argv run in the container (ENTRYPOINT + CMD resolved). */
+  command: string[];
+  /** The folder the command starts in. */
+  workdir: string;
+  /** The container's environment as given to it (image ENV + spec env, GPU variables). */
+  containerEnv: Record<string, string>;
+}
+
+/**
+ * The Apptainer command line for a spec: a pure function of its arguments (no process
+ * environment, no file system), so the same output feeds a run, `--dry-run` and a batch script.
+ *
+ * Docker's meaning is kept: `--containall --cleanenv` (private HOME, /tmp, PID and IPC
+ * namespaces; no host variable leaks in), `--writable-tmpfs` (a writable root discarded at exit),
+ * `--no-umask` (umask 022), Apptainer's init shim kept as PID 1 (it forwards signals and
+ * reaps zombies, as Docker's `--init` does, so a plain `sleep` still dies of SIGTERM), `--pwd` always (Apptainer would
+ * start in the host's current folder), `--no-eval` with the environment passed as
+ * APPTAINERENV_* (values stay literal; a runtime without --no-eval refuses values a shell
+ * would change). Capabilities the probe found missing are left out; the
+ * caller has already refused the spec unless `spec.unsupported` is "ignore".
+ */
+export function renderApptainerCommand(
+  spec: ContainerSpec,
+  image: Pick<ImageConfig, "env" | "entrypoint" | "cmd" | "workingDir">,
+  probe: RenderProbe,
+  sifPath: string,
+  options: RenderOptions = {},
+): ApptainerCommand {
+  const command = resolveArgv(image, spec);
+  const workdir = resolveWorkdir(image, spec);
+  const env = resolveEnv(image, spec.env);
+  const gpus = probe.gpu ? spec.resources?.gpus : undefined;
+  if (gpus) for (const [k, v] of Object.entries(gpuEnv(gpus))) env.set(k, v);
+
+  const flags: string[] = ["--containall", "--cleanenv", "--writable-tmpfs"];
+  if (probe.noUmask) flags.push("--no-umask");
+  if (probe.noEval) flags.push("--no-eval");
+  const user = probe.dockerCaps ? options.user : undefined;
+  if (probe.userns) flags.push("--userns");
+  else if (probe.dockerCaps) {
+    // Docker's root keeps its default capabilities; any other user has none.
+    flags.push("--no-privs");
+    if (!user || user.uid === 0) flags.push("--add-caps", DOCKER_DEFAULT_CAPS.join(","));
+    if (user && (user.uid !== 0 || user.gid !== 0))
+      flags.push("--security", `uid:${user.uid},gid:${user.gid}`);
+  }
+  flags.push("--pwd", workdir);
+
+  // Apptainer refuses APPTAINERENV_HOME ("Overriding HOME environment variable ... is not
+  // permitted"); --home sets it and mounts a private tmpfs there, as --containall does for the default.
+  const home = env.get("HOME");
+  const useHomeFlag = home !== undefined && isPlainAbsolutePath(home) && user === undefined;
+  if (useHomeFlag) flags.push("--home", home as string);
+
+  for (const m of spec.mounts ?? []) {
+    if (m.type === "bind") flags.push("--bind", `${m.source}:${m.target}${m.readOnly ? ":ro" : ""}`);
+    // Apptainer 1.4 has no tmpfs mounts (`--mount type=tmpfs`: "unsupported mount type "tmpfs",
+    // only 'bind' is supported"); a scratch folder is a private tmpfs created at the target.
+    else flags.push("--scratch", m.target);
+  }
+  if (options.createWorkdir && !(spec.mounts ?? []).some((m) => m.target === workdir)) {
+    flags.push("--scratch", workdir);
+  }
+
+  if (spec.network === "none" && probe.networkNone) flags.push("--net", "--network", "none");
+  else if (spec.network === "bridge" && probe.networkBridge) flags.push("--net", "--network", "bridge");
+  // "host" (and no network at all) is Apptainer's default: the host's network.
+
+  const r = spec.resources;
+  if (probe.ownCgroups) {
+    for (const b of options.cgroup?.binds ?? []) flags.push("--bind", `${b.source}:${b.target}:ro`);
+  } else {
+    if (r?.memoryBytes !== undefined && probe.memoryLimit) flags.push("--memory", String(r.memoryBytes));
+    if (r?.cpus !== undefined && probe.cpuLimit) flags.push("--cpus", String(r.cpus));
+  }
+  if (gpus) flags.push(gpus.vendor === "amd" ? "--rocm" : "--nv");
+
+  const containerEnv = Object.fromEntries(env);
+  // HOME goes by --home (or the image's passwd entry for `user`); APPTAINERENV_HOME is refused.
+  const passed = [...env].filter(([k]) => k !== "HOME");
+  const result: ApptainerCommand = { argv: [], env: {}, command, workdir, containerEnv };
+  if (!probe.noEval) {
+    // Without --no-eval the runtime shell-evaluates every value, whichever way it comes in: even
+    // an --env-file of single-quoted words is evaluated again (Apptainer 1.4.5 runs `id` in
+    // A='`id`' unless --no-eval is given). Values a shell would change are refused, not mangled.
+    const issues = passed
+      .filter(([, v]) => SHELL_SPECIAL.test(v))
+      .map(([k]) => ({
+        path: `env.${k}`,
+        message:
+          "this runtime has no --no-eval and would shell-evaluate the value ($, `, \\, quotes or a newline); use Apptainer >= 1.1 or SingularityCE >= 3.10, or a plainer value",
+      }));
+    if (issues.length > 0) throw new InvalidSpecError(issues);
+  }
+  const prefix = envPrefixOf(probe.flavor);
+  for (const [k, v] of passed) result.env[`${prefix}${k}`] = v;
+  // --silent: Apptainer's INFO/WARNING lines ("gocryptfs not found, ...") would mix into the
+  // container's stderr; FATAL and ERROR lines still come through.
+  result.argv = [options.binary ?? "apptainer", "--silent", "exec", ...flags, sifPath, ...command];
+  return result;
+}
+
+/** The capabilities Docker gives a container's root by default (moby's oci/caps/defaults.go). */
+export const DOCKER_DEFAULT_CAPS = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FSETID",
+  "CAP_FOWNER",
+  "CAP_MKNOD",
+  "CAP_NET_RAW",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETFCAP",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_KILL",
+  "CAP_AUDIT_WRITE",
+] as const;
+
+/** The environment variables that pick GPUs for the container. */
+export function gpuEnv(
+  gpus: NonNullable<NonNullable<ContainerSpec["resources"]>["gpus"]>,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  const visible =
+    gpus.deviceIds !== undefined
+      ? gpus.deviceIds.join(",")
+      : typeof gpus.count === "number"
+        ? Array.from({ length: gpus.count }, (_, i) => String(i)).join(",")
+        : undefined;
+  if (gpus.vendor === "amd") {
+    if (visible !== undefined) env.ROCR_VISIBLE_DEVICES = visible;
+  } else {
+    if (visible !== undefined) {
+      env.CUDA_VISIBLE_DEVICES = visible;
+      env.NVIDIA_VISIBLE_DEVICES = visible;
+    }
+    // Read by `--nvccli` (nvidia-container-cli); harmless otherwise.
+    if (gpus.capabilities) env.NVIDIA_DRIVER_CAPABILITIES = gpus.capabilities.join(",");
+  }
+  return env;
+}
+
+const SHELL_SPECIAL = /[$`\\"'\n]/;
+
+/**
+ * Apptainer-specific spec rules, for `validateSpec(spec, { extraChecks })`: `-B src:dst[:ro]` and
+ * `--scratch a,b` split on ':' and ',', so such paths cannot be expressed.
+ */
+export function apptainerSpecChecks(spec: ContainerSpec, issues: SpecIssue[]): void {
+  (spec.mounts ?? []).forEach((m, i) => {
+    const paths: [string, string][] = [[`mounts[${i}].target`, m.target]];
+    if (m.type === "bind") paths.push([`mounts[${i}].source`, m.source]);
+    for (const [path, value] of paths) {
+      if (/[:,]/.test(value)) {
+        issues.push({
+          path,
+          message: `Apptainer cannot mount a path holding ':' or ',' (${value}); link it to a plain name first`,
+        });
+      }
+    }
+  });
+}
+
+function isPlainAbsolutePath(p: string): boolean {
+  return p.startsWith("/") && !/[:,\n]/.test(p);
+}
