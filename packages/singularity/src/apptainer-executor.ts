@@ -252,7 +252,7 @@ export class ApptainerExecutor implements ServiceExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
-    const { command, id, probe, entry, processEnv, cgroups } = await this.#plan(
+    const { command, id, probe, entry, processEnv, cgroups, homeSource } = await this.#plan(
       spec,
       randomBytes(32).toString("hex"),
     );
@@ -268,7 +268,10 @@ export class ApptainerExecutor implements ServiceExecutor {
       nsenter: probe.nsenter,
       fifoDir: await this.#tmp(),
       cgroups,
-      onRemoved: (c) => this.#containers.delete(c),
+      onRemoved: (c) => {
+        this.#containers.delete(c);
+        if (homeSource) void rm(homeSource, { recursive: true, force: true });
+      },
     });
     this.#containers.add(container);
     return container;
@@ -320,13 +323,27 @@ export class ApptainerExecutor implements ServiceExecutor {
           )
         : undefined;
     const user = await this.#user(valid, entry, probe);
-    const command = renderApptainerCommand(valid, entry.config, probe.render, entry.sifPath, {
+    // HOME's private folder (see renderApptainerCommand); a dry run names one without making it.
+    const tmp = await this.#tmp();
+    const homeSource = id === "dry-run" ? join(tmp, "home") : await mkdtemp(join(tmp, "home-"));
+    const renderOptions = {
       ...(user && { user }),
       binary: probe.binary,
       createWorkdir,
+      homeSource,
       ...(cgroups && { cgroup: { binds: cgroups.binds } }),
-    });
-    return { id, probe, entry, command, cgroups, processEnv: runtimeProcessEnv(this.#env, command.env) };
+    };
+    const command = renderApptainerCommand(valid, entry.config, probe.render, entry.sifPath, renderOptions);
+    return {
+      id,
+      probe,
+      entry,
+      command,
+      cgroups,
+      renderOptions,
+      homeSource: id === "dry-run" ? undefined : homeSource,
+      processEnv: runtimeProcessEnv(this.#env, command.env),
+    };
   }
 
   /**

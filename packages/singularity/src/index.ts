@@ -22,9 +22,12 @@ export {
   apptainerSpecChecks,
   DOCKER_DEFAULT_CAPS,
   gpuEnv,
+  type InstanceCommands,
   type RenderOptions,
   type RenderProbe,
   renderApptainerCommand,
+  renderApptainerInstance,
+  renderInstanceExec,
 } from "./render-apptainer-command.js";
 export { runtimeProcessEnv } from "./runtime-env.js";
 export {

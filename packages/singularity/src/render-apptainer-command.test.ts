@@ -6,6 +6,8 @@ import {
   gpuEnv,
   type RenderProbe,
   renderApptainerCommand,
+  renderApptainerInstance,
+  renderInstanceExec,
 } from "./render-apptainer-command.js";
 
 const IMAGE: Pick<ImageConfig, "env" | "entrypoint" | "cmd" | "workingDir"> = {
@@ -303,5 +305,66 @@ describe("apptainerSpecChecks", () => {
     );
     expect(issues.map((i) => i.path)).toEqual(["mounts[0].source", "mounts[1].target", "mounts[2].target"]);
     expect(issues[0]?.message).toMatch(/link it to a plain name/);
+  });
+});
+
+describe("HOME and instances", () => {
+  it("mounts HOME from a private empty folder, never the host's path of the same name", () => {
+    const r = render({ env: { HOME: "/root" } }, USERNS, BARE, { homeSource: "/tmp/x/home-1" });
+    expect(flagsOf(r.argv)).toEqual(expect.arrayContaining(["--home", "/tmp/x/home-1:/root"]));
+    expect(r.env.APPTAINERENV_HOME).toBeUndefined();
+  });
+
+  it("renders a service as instance start (no --pwd) plus exec instance:// of the resolved argv", () => {
+    const spec: ContainerSpec = {
+      image: "sha256:x",
+      command: ["httpd", "-f"],
+      mounts: [{ type: "bind", source: "/srv", target: "/www", readOnly: true }],
+      env: { A: "a b" },
+      workdir: "/www",
+    };
+    const { start, main } = renderApptainerInstance(spec, IMAGE, ROOT, SIF, "svc-1");
+    expect(start.argv.slice(0, 4)).toEqual(["apptainer", "--silent", "instance", "start"]);
+    expect(start.argv.slice(-2)).toEqual([SIF, "svc-1"]);
+    expect(start.argv).not.toContain("--pwd");
+    expect(start.argv).toEqual(
+      expect.arrayContaining(["--containall", "--writable-tmpfs", "--bind", "/srv:/www:ro"]),
+    );
+    expect(main.argv).toEqual([
+      "apptainer",
+      "--silent",
+      "exec",
+      "--cleanenv",
+      "--no-umask",
+      "--no-eval",
+      "--no-privs",
+      "--add-caps",
+      DOCKER_DEFAULT_CAPS.join(","),
+      "--pwd",
+      "/www",
+      "instance://svc-1",
+      "/bin/echo",
+      "entry",
+      "httpd",
+      "-f",
+    ]);
+    expect(main.env).toMatchObject({ APPTAINERENV_A: "a b", APPTAINERENV_GREETING: "hello world" });
+    expect(start.env).toEqual(main.env);
+  });
+
+  it("exec into an instance runs with the same privileges as the instance", () => {
+    expect(renderInstanceExec(USERNS, "svc", ["ls"], "/")).toEqual([
+      "apptainer",
+      "--silent",
+      "exec",
+      "--cleanenv",
+      "--no-umask",
+      "--no-eval",
+      "--userns",
+      "--pwd",
+      "/",
+      "instance://svc",
+      "ls",
+    ]);
   });
 });

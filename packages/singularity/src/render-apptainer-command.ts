@@ -53,6 +53,11 @@ export interface RenderOptions {
    * image's passwd entry, as Docker does).
    */
   user?: NumericUser;
+  /**
+   * An empty host folder private to this container, mounted as HOME when HOME is set (by the
+   * image or the spec). `--home PATH` alone would mount the host's PATH, leaking it in.
+   */
+  homeSource?: string;
 }
 
 export interface ApptainerCommand {
@@ -91,6 +96,118 @@ export function renderApptainerCommand(
   sifPath: string,
   options: RenderOptions = {},
 ): ApptainerCommand {
+  const parts = renderParts(spec, image, probe, options);
+  return {
+    ...parts.result,
+    argv: [
+      options.binary ?? "apptainer",
+      "--silent",
+      "exec",
+      ...parts.flags,
+      "--pwd",
+      parts.result.workdir,
+      ...parts.mountFlags,
+      sifPath,
+      ...parts.result.command,
+    ],
+  };
+}
+
+/** The commands of a service run as an Apptainer instance. */
+export interface InstanceCommands {
+  /**
+   * `apptainer instance start` with the same mounts, isolation and limits as a batch run; the
+   * image's startscript runs in it. Its env is the runtime's own (APPTAINERENV_*), as for `main`.
+   */
+  start: ApptainerCommand;
+  /** The service's own process: `apptainer exec instance://NAME` of the resolved ENTRYPOINT/CMD. */
+  main: ApptainerCommand;
+}
+
+/**
+ * A service as an instance: `instance start` (which takes no `--pwd`) makes the instance, then
+ * the spec's command runs in it through `exec instance://NAME` with the working folder and the
+ * environment of a batch run. Pure, like {@link renderApptainerCommand}.
+ */
+export function renderApptainerInstance(
+  spec: ContainerSpec,
+  image: Pick<ImageConfig, "env" | "entrypoint" | "cmd" | "workingDir">,
+  probe: RenderProbe,
+  sifPath: string,
+  instanceName: string,
+  options: RenderOptions = {},
+): InstanceCommands {
+  const parts = renderParts(spec, image, probe, options);
+  const binary = options.binary ?? "apptainer";
+  return {
+    start: {
+      ...parts.result,
+      argv: [
+        binary,
+        "--silent",
+        "instance",
+        "start",
+        ...parts.flags,
+        ...parts.mountFlags,
+        sifPath,
+        instanceName,
+      ],
+    },
+    main: {
+      ...parts.result,
+      argv: renderInstanceExec(probe, instanceName, parts.result.command, parts.result.workdir, options),
+    },
+  };
+}
+
+/**
+ * `apptainer exec instance://NAME ARGV...` as a batch run's process would start: clean
+ * environment (the caller passes it as APPTAINERENV_*), literal values, the given folder, the
+ * same privileges.
+ */
+export function renderInstanceExec(
+  probe: RenderProbe,
+  instanceName: string,
+  argv: string[],
+  workdir: string,
+  options: Pick<RenderOptions, "binary" | "user"> = {},
+): string[] {
+  const flags = ["--cleanenv"];
+  if (probe.noUmask) flags.push("--no-umask");
+  if (probe.noEval) flags.push("--no-eval");
+  flags.push(...privilegeFlags(probe, probe.dockerCaps ? options.user : undefined));
+  return [
+    options.binary ?? "apptainer",
+    "--silent",
+    "exec",
+    ...flags,
+    "--pwd",
+    workdir,
+    `instance://${instanceName}`,
+    ...argv,
+  ];
+}
+
+/** Root without a user namespace keeps Docker's default capabilities; any other user has none. */
+function privilegeFlags(probe: RenderProbe, user: NumericUser | undefined): string[] {
+  if (probe.userns) return ["--userns"];
+  if (!probe.dockerCaps) return [];
+  const flags = ["--no-privs"];
+  if (!user || user.uid === 0) flags.push("--add-caps", DOCKER_DEFAULT_CAPS.join(","));
+  if (user && (user.uid !== 0 || user.gid !== 0)) flags.push("--security", `uid:${user.uid},gid:${user.gid}`);
+  return flags;
+}
+
+/**
+ * The parts every form of the command shares: isolation and privilege flags, mounts and limits
+ * (`mountFlags`), and the container's argv, folder and environment.
+ */
+function renderParts(
+  spec: ContainerSpec,
+  image: Pick<ImageConfig, "env" | "entrypoint" | "cmd" | "workingDir">,
+  probe: RenderProbe,
+  options: RenderOptions,
+): { flags: string[]; mountFlags: string[]; result: Omit<ApptainerCommand, "argv"> } {
   const command = resolveArgv(image, spec);
   const workdir = resolveWorkdir(image, spec);
   const env = resolveEnv(image, spec.env);
@@ -101,49 +218,45 @@ export function renderApptainerCommand(
   if (probe.noUmask) flags.push("--no-umask");
   if (probe.noEval) flags.push("--no-eval");
   const user = probe.dockerCaps ? options.user : undefined;
-  if (probe.userns) flags.push("--userns");
-  else if (probe.dockerCaps) {
-    // Docker's root keeps its default capabilities; any other user has none.
-    flags.push("--no-privs");
-    if (!user || user.uid === 0) flags.push("--add-caps", DOCKER_DEFAULT_CAPS.join(","));
-    if (user && (user.uid !== 0 || user.gid !== 0))
-      flags.push("--security", `uid:${user.uid},gid:${user.gid}`);
-  }
-  flags.push("--pwd", workdir);
+  flags.push(...privilegeFlags(probe, user));
 
+  const mountFlags: string[] = [];
   // Apptainer refuses APPTAINERENV_HOME ("Overriding HOME environment variable ... is not
-  // permitted"); --home sets it and mounts a private tmpfs there, as --containall does for the default.
+  // permitted"); --home sets it. Its source is a private empty folder: `--home PATH` alone
+  // mounts the host's PATH, so an image with ENV HOME=/root would see the host's /root.
   const home = env.get("HOME");
   const useHomeFlag = home !== undefined && isPlainAbsolutePath(home) && user === undefined;
-  if (useHomeFlag) flags.push("--home", home as string);
+  if (useHomeFlag) {
+    mountFlags.push("--home", options.homeSource ? `${options.homeSource}:${home}` : (home as string));
+  }
 
   for (const m of spec.mounts ?? []) {
-    if (m.type === "bind") flags.push("--bind", `${m.source}:${m.target}${m.readOnly ? ":ro" : ""}`);
+    if (m.type === "bind") mountFlags.push("--bind", `${m.source}:${m.target}${m.readOnly ? ":ro" : ""}`);
     // Apptainer 1.4 has no tmpfs mounts (`--mount type=tmpfs`: "unsupported mount type "tmpfs",
     // only 'bind' is supported"); a scratch folder is a private tmpfs created at the target.
-    else flags.push("--scratch", m.target);
+    else mountFlags.push("--scratch", m.target);
   }
   if (options.createWorkdir && !(spec.mounts ?? []).some((m) => m.target === workdir)) {
-    flags.push("--scratch", workdir);
+    mountFlags.push("--scratch", workdir);
   }
 
-  if (spec.network === "none" && probe.networkNone) flags.push("--net", "--network", "none");
-  else if (spec.network === "bridge" && probe.networkBridge) flags.push("--net", "--network", "bridge");
+  if (spec.network === "none" && probe.networkNone) mountFlags.push("--net", "--network", "none");
+  else if (spec.network === "bridge" && probe.networkBridge) mountFlags.push("--net", "--network", "bridge");
   // "host" (and no network at all) is Apptainer's default: the host's network.
 
   const r = spec.resources;
   if (probe.ownCgroups) {
-    for (const b of options.cgroup?.binds ?? []) flags.push("--bind", `${b.source}:${b.target}:ro`);
+    for (const b of options.cgroup?.binds ?? []) mountFlags.push("--bind", `${b.source}:${b.target}:ro`);
   } else {
-    if (r?.memoryBytes !== undefined && probe.memoryLimit) flags.push("--memory", String(r.memoryBytes));
-    if (r?.cpus !== undefined && probe.cpuLimit) flags.push("--cpus", String(r.cpus));
+    if (r?.memoryBytes !== undefined && probe.memoryLimit) mountFlags.push("--memory", String(r.memoryBytes));
+    if (r?.cpus !== undefined && probe.cpuLimit) mountFlags.push("--cpus", String(r.cpus));
   }
-  if (gpus) flags.push(gpus.vendor === "amd" ? "--rocm" : "--nv");
+  if (gpus) mountFlags.push(gpus.vendor === "amd" ? "--rocm" : "--nv");
 
   const containerEnv = Object.fromEntries(env);
   // HOME goes by --home (or the image's passwd entry for `user`); APPTAINERENV_HOME is refused.
   const passed = [...env].filter(([k]) => k !== "HOME");
-  const result: ApptainerCommand = { argv: [], env: {}, command, workdir, containerEnv };
+  const result: Omit<ApptainerCommand, "argv"> = { env: {}, command, workdir, containerEnv };
   if (!probe.noEval) {
     // Without --no-eval the runtime shell-evaluates every value, whichever way it comes in: even
     // an --env-file of single-quoted words is evaluated again (Apptainer 1.4.5 runs `id` in
@@ -159,10 +272,9 @@ export function renderApptainerCommand(
   }
   const prefix = envPrefixOf(probe.flavor);
   for (const [k, v] of passed) result.env[`${prefix}${k}`] = v;
-  // --silent: Apptainer's INFO/WARNING lines ("gocryptfs not found, ...") would mix into the
-  // container's stderr; FATAL and ERROR lines still come through.
-  result.argv = [options.binary ?? "apptainer", "--silent", "exec", ...flags, sifPath, ...command];
-  return result;
+  // --silent (in every assembled argv): Apptainer's INFO/WARNING lines ("gocryptfs not found,
+  // ...") would mix into the container's stderr; FATAL and ERROR lines still come through.
+  return { flags, mountFlags, result };
 }
 
 /** The capabilities Docker gives a container's root by default (moby's oci/caps/defaults.go). */

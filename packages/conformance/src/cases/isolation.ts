@@ -41,6 +41,23 @@ export function registerIsolationCases(ctx: SuiteContext): void {
     expect(r.out).toMatch(/^home=\/.*\n0\n$/);
   });
 
+  test("HOME set to a folder that exists on the host still gets the container's own, empty folder", async () => {
+    const name = `.contexec-sentinel-${randomUUID()}`;
+    await writeFile(join(homedir(), name), "host");
+    ctx.defer(() => rm(join(homedir(), name), { force: true }));
+    const r = await ctx.run({
+      image: ctx.images().busybox,
+      command: [
+        "sh",
+        "-c",
+        'echo "home=$HOME"; ls -A "$HOME" | grep -c contexec-sentinel; touch "$HOME/made-inside"',
+      ],
+      env: { HOME: homedir() },
+    });
+    expect(r.out).toBe(`home=${homedir()}\n0\n`);
+    await expect(stat(join(homedir(), "made-inside"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   test("the root filesystem is writable, and a write does not outlive the container", async () => {
     const first = await ctx.run({
       image: ctx.images().busybox,
