@@ -3,7 +3,8 @@
 // `apptainer build docker-archive://` and against `sqfstar` alone on the same flattened tar.
 //
 //   npm run bench                     (builds packages/sif, then runs this file)
-//   node scripts/bench-sif.mjs [--rounds N] [--compressions gzip,lz4] [--lz4-rounds N]
+//   node scripts/bench-sif.mjs [--rounds N] [--compressions gzip,lz4,zstd,none] [--lz4-rounds N]
+//                              [--also-unverified]
 //
 // Plain JavaScript over packages/sif/dist because Node 20 cannot run TypeScript. The image is
 // generated here, deterministically (AES-CTR keystream), and cached under .cache/bench; runs of the
@@ -34,16 +35,16 @@ const arg = (name, fallback) => {
 };
 
 if (args[0] === "--convert") {
-  await convertChild(args[1], args[2], args[3]);
+  await convertChild(args[1], args[2], args[3], args[4] !== "unverified");
 } else {
   await main();
 }
 
 /** Child mode: one native conversion; prints its time and this process's peak RSS as JSON. */
-async function convertChild(input, output, compression) {
+async function convertChild(input, output, compression, verifyDigests) {
   const { convertArchiveToSif } = await import(dist);
   const t0 = performance.now();
-  const result = await convertArchiveToSif(input, output, { compression });
+  const result = await convertArchiveToSif(input, output, { compression, verifyDigests });
   const ms = performance.now() - t0;
   process.stdout.write(
     `${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS, sifBytes: result.sifBytes })}\n`,
@@ -54,6 +55,8 @@ async function main() {
   const rounds = Number(arg("rounds", "3"));
   const lz4Rounds = Number(arg("lz4-rounds", "5"));
   const compressions = arg("compressions", "gzip,lz4").split(",");
+  // Also time the converter with verifyDigests: false (what the diff_id check costs).
+  const alsoUnverified = args.includes("--also-unverified");
   await mkdir(cacheDir, { recursive: true });
   const image = await ensureImage();
   const flat = await ensureFlatTar(image);
@@ -89,9 +92,25 @@ async function main() {
         const child = JSON.parse(stdout.trim().split("\n").pop());
         return { ms: wall, rssKb: child.maxRssKb, bytes: statSync(out).size };
       },
+      "native-unverified": async () => {
+        const out = join(outDir, `native-unverified-${compression}.sif`);
+        await rm(out, { force: true });
+        const t0 = performance.now();
+        const { stdout } = await run(
+          process.execPath,
+          [fileURLToPath(import.meta.url), "--convert", image, out, compression, "unverified"],
+          { maxBuffer: 1 << 20 },
+        );
+        const wall = performance.now() - t0;
+        const child = JSON.parse(stdout.trim().split("\n").pop());
+        return { ms: wall, rssKb: child.maxRssKb, bytes: statSync(out).size };
+      },
       apptainer: async () => {
         const out = join(outDir, `apptainer-${compression}.sif`);
-        const extra = compression === "gzip" ? [] : ["--mksquashfs-args", `-comp ${compression}`];
+        const extra =
+          compression === "gzip"
+            ? []
+            : ["--mksquashfs-args", compression === "none" ? "-noI -noD -noF -noX" : `-comp ${compression}`];
         const t0 = performance.now();
         await run("apptainer", ["-s", "build", "--force", ...extra, out, `docker-archive://${image}`], {
           maxBuffer: 1 << 24,
@@ -121,7 +140,9 @@ async function main() {
         return { ms: performance.now() - t0, bytes: statSync(out).size };
       },
     };
-    const names = Object.keys(tools).filter((t) => t !== "apptainer" || haveApptainer);
+    const names = Object.keys(tools).filter(
+      (t) => (t !== "apptainer" || haveApptainer) && (t !== "native-unverified" || alsoUnverified),
+    );
     const samples = Object.fromEntries(names.map((t) => [t, []]));
     for (let r = 0; r < n; r++) {
       const order = names.map((_, i) => names[(i + r) % names.length]);
@@ -129,7 +150,7 @@ async function main() {
         const s = await tools[tool]();
         samples[tool].push(s);
         console.log(
-          `  ${compression} round ${r + 1}/${n} ${tool.padEnd(9)} ${(s.ms / 1000).toFixed(2)} s${s.rssKb ? `, peak RSS ${(s.rssKb / 1024).toFixed(0)} MB` : ""}`,
+          `  ${compression} round ${r + 1}/${n} ${tool.padEnd(17)} ${(s.ms / 1000).toFixed(2)} s${s.rssKb ? `, peak RSS ${(s.rssKb / 1024).toFixed(0)} MB` : ""}`,
         );
       }
     }
@@ -143,6 +164,7 @@ async function main() {
       nativeSifMb: samples.native[0].bytes / 2 ** 20,
       apptainerSifMb: haveApptainer ? samples.apptainer[0].bytes / 2 ** 20 : null,
       sqfsMb: samples.sqfstar[0].bytes / 2 ** 20,
+      ...(alsoUnverified && { unverifiedS: median("native-unverified") / 1000 }),
     };
   }
   printTable(results, machine, imageBytes);
@@ -166,6 +188,13 @@ function printTable(results, machine, imageBytes) {
   }
   console.log(`\nmedians; image ${mb(imageBytes)} MB; ${machine}\n`);
   console.log(rows.join("\n"));
+  for (const [c, r] of Object.entries(results)) {
+    if (r.unverifiedS) {
+      console.log(
+        `${c}: native without the diff_id check ${r.unverifiedS.toFixed(2)} s (apptainer / it ${r.apptainerS ? (r.apptainerS / r.unverifiedS).toFixed(2) : "n/a"}x, it / sqfstar ${(r.unverifiedS / r.sqfstarS).toFixed(2)}x)`,
+      );
+    }
+  }
   const gzip = results.gzip;
   const lz4 = results.lz4;
   const checks = [

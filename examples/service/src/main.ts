@@ -8,13 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import {
-  ContainerError,
-  createExecutor,
-  type ExecutorConfig,
-  runContainer,
-  type ServiceExecutor,
-} from "@contexec/core";
+import { ContainerError, createExecutor, type ExecutorConfig, runContainer } from "@contexec/core";
 
 const { values } = parseArgs({
   options: {
@@ -39,7 +33,7 @@ const www = await mkdtemp(join(tmpdir(), "contexec-example-www-"));
 try {
   await writeFile(join(www, "data.txt"), "a file served by the service\n");
   const config = JSON.parse(await readFile(values.config, "utf8")) as ExecutorConfig;
-  const executor = (await createExecutor(config)) as ServiceExecutor;
+  const executor = await createExecutor(config);
   try {
     const image = await executor.loadImage(values.image);
     const port = await freePort();

@@ -1,4 +1,4 @@
-import type { Container, ImageId, ServiceExecutor } from "@contexec/core";
+import type { Container, ContainerExecutor, ImageId } from "@contexec/core";
 import { afterAll, beforeAll, describe } from "vitest";
 import { registerCommandCases } from "./cases/command.js";
 import { registerEnvCases } from "./cases/env.js";
@@ -35,7 +35,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
   const info = await probe.info().finally(() => probe.close());
   const timeoutMs = options.timeoutMs ?? 120_000;
 
-  let executor: ServiceExecutor | undefined;
+  let executor: ContainerExecutor | undefined;
   let images: { busybox: ImageId; layered: ImageId } | undefined;
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   const runCleanups = async () => {

@@ -8,7 +8,6 @@ import {
   type RuntimeInfo,
   runContainer,
   type Service,
-  type ServiceExecutor,
   type ServiceOptions,
 } from "@contexec/core";
 import { it } from "vitest";
@@ -34,7 +33,7 @@ export interface ConformanceOptions {
   /** Shown in the suite's name: "docker", "apptainer", "my-runtime". */
   name: string;
   /** Makes a fresh executor. The suite calls close() on every one it makes. */
-  createExecutor: () => Promise<ServiceExecutor>;
+  createExecutor: () => Promise<ContainerExecutor>;
   fixtures: ConformanceFixtures;
   /**
    * Lists what the runtime still holds for an executor after close(): containers, instances,
@@ -50,7 +49,7 @@ export interface SuiteContext {
   readonly options: ConformanceOptions;
   readonly info: RuntimeInfo;
   /** The executor shared by the cases (made in beforeAll). */
-  executor(): ServiceExecutor;
+  executor(): ContainerExecutor;
   /** Ids of the loaded fixture images. */
   images(): { busybox: ImageId; layered: ImageId };
   /**

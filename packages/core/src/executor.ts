@@ -1,5 +1,6 @@
 import type { Readable, Writable } from "node:stream";
 import type { Capabilities } from "./capabilities.js";
+import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
 export const CONTAINER_STATES = ["created", "running", "exited", "removed"] as const;
@@ -104,6 +105,13 @@ export interface ContainerExecutor {
   removeImage(image: string): Promise<void>;
   /** Validates the spec and creates a container; nothing runs until `start()`. */
   create(spec: ContainerSpec): Promise<Container>;
-  /** Removes every container this executor created and frees its resources. */
+  /**
+   * Starts a long-running container in the background (Docker: a detached container; Apptainer:
+   * an instance) whose output goes to logs, and with `options.ready` waits until it is ready.
+   */
+  startService(spec: ContainerSpec, options?: ServiceOptions): Promise<Service>;
+  /** The services this executor started and has not stopped, with their states. */
+  listServices(): Promise<ServiceSummary[]>;
+  /** Stops every service and removes every container this executor started. */
   close(): Promise<void>;
 }

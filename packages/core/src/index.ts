@@ -76,7 +76,6 @@ export type {
   ReadinessCheck,
   ReadinessOptions,
   Service,
-  ServiceExecutor,
   ServiceLogs,
   ServiceOptions,
   ServiceSummary,

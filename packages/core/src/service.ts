@@ -1,6 +1,5 @@
 import type { Readable, Writable } from "node:stream";
-import type { ContainerExecutor, ContainerState, ExecOptions, ExecResult, ExitStatus } from "./executor.js";
-import type { ContainerSpec } from "./spec.js";
+import type { ContainerState, ExecOptions, ExecResult, ExitStatus } from "./executor.js";
 
 /**
  * How to tell that a service is ready. Checked repeatedly until it passes or the deadline ends:
@@ -24,6 +23,11 @@ export interface ReadinessOptions {
 }
 
 export interface ServiceOptions {
+  /**
+   * Use `spec.name` as the service's name as is. By default the library adds a random suffix
+   * (`NAME-1a2b3c4d`, or `contexec-svc-...` without a name) so that names never collide.
+   */
+  exactName?: boolean;
   /** Wait for this before startService() resolves. */
   ready?: ReadinessCheck;
   readyOptions?: ReadinessOptions;
@@ -89,15 +93,4 @@ export interface ServiceSummary {
   id: string;
   name: string;
   state: ContainerState;
-}
-
-/** An executor that also runs services. */
-export interface ServiceExecutor extends ContainerExecutor {
-  /**
-   * Starts a long-running container in the background (Docker: a detached container; Apptainer:
-   * an instance) and, with `options.ready`, waits until it is ready. The name is made unique.
-   */
-  startService(spec: ContainerSpec, options?: ServiceOptions): Promise<Service>;
-  /** The services this executor started and has not stopped, with their states. */
-  listServices(): Promise<ServiceSummary[]>;
 }

@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,12 +8,14 @@ import { createBackend, DockerExecutor } from "./docker-executor.js";
 // No daemon needed: these cases are about a daemon that is not there, or does not answer.
 let dir: string;
 let silent: Server;
+const held: Socket[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "contexec-docker-"));
-  silent = createServer(() => {}); // accepts connections, never answers
+  silent = createServer((socket) => held.push(socket)); // accepts connections, never answers
   await new Promise<void>((resolve) => silent.listen(join(dir, "silent.sock"), resolve));
 });
 afterAll(async () => {
+  for (const socket of held) socket.destroy();
   await new Promise((resolve) => silent.close(resolve));
   await rm(dir, { recursive: true, force: true });
 });

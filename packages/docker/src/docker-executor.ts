@@ -48,11 +48,6 @@ export interface DockerExecutorOptions {
   requestTimeoutMs?: number;
 }
 
-export interface DockerServiceOptions extends ServiceOptions {
-  /** Use spec.name as is instead of adding a random suffix (Docker refuses a name in use). */
-  exactName?: boolean;
-}
-
 export interface DockerExecutorConfig extends DockerExecutorOptions {
   runtime: "docker";
 }
@@ -218,7 +213,7 @@ export class DockerExecutor implements ContainerExecutor {
    * Starts a service: a detached container whose output goes to the daemon's log. Its name is
    * `spec.name` (or "contexec-svc") plus a random suffix, unless `exactName` is set.
    */
-  async startService(spec: ContainerSpec, options: DockerServiceOptions = {}): Promise<DockerService> {
+  async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<DockerService> {
     const name =
       options.exactName && spec.name
         ? spec.name

@@ -120,10 +120,7 @@ async function convertFile(
   const sqfstar = await resolveSqfstar(options.sqfstarPath);
   const verify = options.verifyDigests ?? true;
   // Uncompressed layers are checked by a worker from now on, beside both passes.
-  const digests =
-    verify && !process.env.SIF_EXP_INLINE
-      ? checkLayerDigests(archivePath, archive.layers, signal)
-      : undefined;
+  const digests = verify ? checkLayerDigests(archivePath, archive.layers, signal) : undefined;
   try {
     const buildTime = Math.floor(Date.now() / 1000);
     const metadata = await singularityMetadata(archive, { source: sourceName, buildTime });

@@ -19,6 +19,7 @@ import {
   type KillOptions,
   RuntimeError,
   RuntimeUnavailableError,
+  raceAbort,
   throwIfAborted,
   UnsupportedError,
   validateArgv,
@@ -269,7 +270,7 @@ export class ApptainerContainer implements Container {
     if (!this.#started) throw new ContainerStateError("wait", this.#state, "start it first");
     const outcome =
       this.#outcome ??
-      (await abortable(this.#done as Promise<Outcome>, options.signal, "waiting for the container"));
+      (await raceAbort(this.#done as Promise<Outcome>, options.signal, "waiting for the container"));
     if ("error" in outcome) throw outcome.error;
     return outcome.status;
   }
@@ -539,34 +540,15 @@ async function readEnviron(pid: number): Promise<Record<string, string> | undefi
   }
 }
 
-function delay(ms: number): Promise<void> {
+export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, operation: string): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new AbortedError(operation, { cause: signal.reason }));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AbortedError(operation, { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 /**
  * Runs a helper command to its end with FIFO standard streams (so `> /dev/stderr` works in it),
  * collecting its output as text. Aborting kills its whole process group.
  */
-async function runCollected(
+export async function runCollected(
   argv: string[],
   env: Record<string, string>,
   fifoDir: string,

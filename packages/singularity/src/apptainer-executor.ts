@@ -7,6 +7,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   AbortedError,
+  type ContainerExecutor,
   type ContainerSpec,
   checkCapabilities,
   type ExecutorConfig,
@@ -19,11 +20,11 @@ import {
   RuntimeUnavailableError,
   readImageArchive,
   resolveWorkdir,
-  type ServiceExecutor,
   type ServiceOptions,
   type ServiceSummary,
   signalNumber,
   throwIfAborted,
+  UnsupportedError,
   validateSpec,
   waitUntilReady,
 } from "@contexec/core";
@@ -39,7 +40,9 @@ import { probeRuntime, type RuntimeProbe } from "./probe.js";
 import {
   type ApptainerCommand,
   apptainerSpecChecks,
+  type RenderProbe,
   renderApptainerCommand,
+  renderApptainerInstance,
 } from "./render-apptainer-command.js";
 import { runtimeProcessEnv } from "./runtime-env.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./runtime-version.js";
@@ -82,13 +85,14 @@ export interface ApptainerExecutorOptions {
  * The Apptainer/SingularityCE backend: images become SIF files in a shared cache, containers run
  * as `apptainer exec` processes with flags that give Docker's meaning (see the README).
  */
-export class ApptainerExecutor implements ServiceExecutor {
+export class ApptainerExecutor implements ContainerExecutor {
   readonly runtime: "apptainer" | "singularity";
   readonly cache: SifCache;
   readonly #options: ApptainerExecutorOptions;
   readonly #env: NodeJS.ProcessEnv;
   readonly #containers = new Set<ApptainerContainer>();
   readonly #services = new Set<ApptainerService>();
+  readonly #instancesStarted = new Set<string>();
   #binary: Promise<string> | undefined;
   #version: Promise<RuntimeVersion> | undefined;
   #probe: Promise<RuntimeProbe> | undefined;
@@ -220,17 +224,39 @@ export class ApptainerExecutor implements ServiceExecutor {
   }
 
   /**
-   * Starts a service: a container in the background whose output goes to an in-memory log. Its
-   * name is `spec.name` (or "contexec-svc") plus a random suffix; with `options.ready` it resolves
-   * once the check passes.
+   * Starts a service as an Apptainer instance (see ApptainerService): named `spec.name` (or
+   * "contexec-svc") plus a random suffix unless `exactName`; with `options.ready` it resolves
+   * once the check passes, and a service that never gets ready is stopped again.
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
-    const name = `${spec.name ?? "contexec-svc"}-${randomBytes(4).toString("hex")}`;
-    const container = await this.create({ ...spec, name });
-    const service = new ApptainerService(container, name, spec.network);
+    this.#assertOpen();
+    const name =
+      options.exactName && spec.name
+        ? spec.name
+        : `${spec.name ?? "contexec-svc"}-${randomBytes(4).toString("hex")}`;
+    const plan = await this.#plan({ ...spec, name }, randomBytes(32).toString("hex"), { instance: name });
+    if (!plan.instance) throw new Error("unreachable: a service plan has instance commands");
+    const service = new ApptainerService({
+      name,
+      start: plan.instance.start,
+      main: plan.instance.main,
+      processEnv: plan.processEnv,
+      baseEnv: runtimeProcessEnv(this.#env),
+      render: plan.probe.render,
+      binary: plan.probe.binary,
+      runtime: this.runtime,
+      network: spec.network,
+      stopSignal: stopSignalOf(plan.entry.config.stopSignal),
+      fifoDir: await this.#tmp(),
+      onStopped: (s) => {
+        this.#services.delete(s);
+        if (plan.homeSource) void rm(plan.homeSource, { recursive: true, force: true });
+      },
+    });
     this.#services.add(service);
+    this.#instancesStarted.add(name);
     try {
-      await container.start();
+      await service.start();
       if (options.ready) {
         await waitUntilReady(service, options.ready, {
           ...options.readyOptions,
@@ -244,10 +270,16 @@ export class ApptainerExecutor implements ServiceExecutor {
     }
   }
 
+  /** The name of every instance this executor has started, stopped or not (to check for leftovers). */
+  get instancesStarted(): ReadonlySet<string> {
+    return this.#instancesStarted;
+  }
+
   /** The services this executor started and has not stopped. */
   async listServices(): Promise<ServiceSummary[]> {
-    const live = [...this.#services].filter((s) => this.#containers.has(s.container));
-    return Promise.all(live.map(async (s) => ({ id: s.id, name: s.name, state: await s.state() })));
+    return Promise.all(
+      [...this.#services].map(async (s) => ({ id: s.id, name: s.name, state: await s.state() })),
+    );
   }
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
@@ -295,7 +327,7 @@ export class ApptainerExecutor implements ServiceExecutor {
     }
   }
 
-  async #plan(spec: ContainerSpec, id: string) {
+  async #plan(spec: ContainerSpec, id: string, service?: { instance: string }) {
     const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
     const probe = await this.probe();
     checkCapabilities(valid, probe.capabilities, this.runtime);
@@ -314,7 +346,7 @@ export class ApptainerExecutor implements ServiceExecutor {
     // are counted after it ends (Apptainer removes the cgroups it makes), and the runtime's own
     // processes (starter, squashfuse) stay outside, neither charged nor OOM-killed.
     const cgroups =
-      probe.render.ownCgroups && probe.cgroupLayout
+      !service && probe.render.ownCgroups && probe.cgroupLayout
         ? planCgroups(
             probe.cgroupLayout,
             `contexec-${id.slice(0, 16)}`,
@@ -334,7 +366,18 @@ export class ApptainerExecutor implements ServiceExecutor {
       ...(cgroups && { cgroup: { binds: cgroups.binds } }),
     };
     const command = renderApptainerCommand(valid, entry.config, probe.render, entry.sifPath, renderOptions);
+    const instance = service
+      ? renderApptainerInstance(
+          valid,
+          entry.config,
+          serviceRender(valid, probe.render),
+          entry.sifPath,
+          service.instance,
+          renderOptions,
+        )
+      : undefined;
     return {
+      instance,
       id,
       probe,
       entry,
@@ -515,4 +558,25 @@ export function stopSignalOf(value: string | undefined): NodeJS.Signals | undefi
   }
   const name = v.startsWith("SIG") ? v : `SIG${v}`;
   return signalNumber(name) !== undefined ? (name as NodeJS.Signals) : undefined;
+}
+
+/**
+ * How a service's instance applies limits: the library's own cgroups follow one process tree,
+ * an instance is several (its init, the command, every exec), so it uses Apptainer's own
+ * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept.
+ */
+function serviceRender(spec: ContainerSpec, render: RenderProbe): RenderProbe {
+  const native = render.dockerCaps;
+  const r = spec.resources;
+  const lacking = [
+    ...(r?.memoryBytes !== undefined && !native ? ["resources.memoryBytes"] : []),
+    ...(r?.cpus !== undefined && !native ? ["resources.cpus"] : []),
+  ];
+  if (lacking.length > 0 && spec.unsupported !== "ignore") {
+    throw new UnsupportedError(
+      lacking[0] === "resources.memoryBytes" ? "memory-limit" : "cpu-limit",
+      `spec.${lacking[0]} cannot be kept for a service (an Apptainer instance) here: only root without --userns can limit an instance. Remove it, or set spec.unsupported to "ignore"`,
+    );
+  }
+  return { ...render, ownCgroups: false, memoryLimit: native, cpuLimit: native };
 }

@@ -1,4 +1,7 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import {
+  CommandNotFoundError,
+  type ContainerError,
   type ContainerState,
   ContainerStateError,
   type Endpoint,
@@ -6,56 +9,232 @@ import {
   type ExecProcess,
   type ExecResult,
   type ExitStatus,
+  exitStatusFromCode,
+  exitStatusFromSignal,
   type NetworkMode,
+  RuntimeError,
+  raceAbort,
   type Service,
   type ServiceLogs,
   type StopOptions,
+  validateArgv,
 } from "@contexec/core";
-import type { ApptainerContainer } from "./apptainer-container.js";
+import { execa } from "execa";
+import { delay, runCollected } from "./apptainer-container.js";
+import { openFifoStdio } from "./fifo-stdio.js";
+import {
+  findNamespaceInit,
+  isSameProcess,
+  type ProcessEntry,
+  processEntry,
+  signalProcess,
+} from "./process-tree.js";
+import { type ApptainerCommand, type RenderProbe, renderInstanceExec } from "./render-apptainer-command.js";
+import { envPrefixOf } from "./runtime-version.js";
+import { classifyRuntimeFailure, StreamTail } from "./stderr-tail.js";
 
 /** Bytes of each stream a service keeps for logs(): the most recent ones. */
 const LOG_LIMIT = 1024 * 1024;
+const DEFAULT_GRACE_MS = 10_000;
+/** How long `instance start` may take before it counts as hung. */
+const INSTANCE_START_TIMEOUT_MS = 120_000;
+
+export interface ServicePlan {
+  /** The instance's name: unique (the executor adds a random suffix unless told not to). */
+  name: string;
+  /** `apptainer instance start ...` and `apptainer exec instance://NAME ...` (renderApptainerInstance). */
+  start: ApptainerCommand;
+  main: ApptainerCommand;
+  /** The runtime's own environment for both (allow-listed host variables + APPTAINERENV_*). */
+  processEnv: Record<string, string>;
+  /** The allow-listed host variables alone, to which an exec adds its APPTAINERENV_*. */
+  baseEnv: Record<string, string>;
+  render: RenderProbe;
+  binary: string;
+  runtime: string;
+  network: NetworkMode | undefined;
+  stopSignal: NodeJS.Signals | undefined;
+  /** A private folder for the FIFOs of the standard streams. */
+  fifoDir: string;
+  onStopped: (s: ApptainerService) => void;
+}
+
+type Outcome = { status: ExitStatus } | { error: ContainerError };
 
 /**
- * A container run in the background: its output goes to a bounded in-memory log (read with
- * logs()) instead of streams the caller must drain. It is a child of this process like every
- * Apptainer container here, not an Apptainer instance: an instance costs about 0.35 s to start
- * and 1.3-1.6 s to stop (Apptainer 1.4.5, this machine), and logs to files; the container form
- * starts in about 0.15 s and stops at once. It ends with this process (or close()).
+ * A service as an Apptainer instance: `instance start` makes it (with the mounts, isolation and
+ * limits of a batch run; the image's startscript runs in it), and the spec's command runs in it
+ * through `exec instance://NAME`, its output kept in a bounded log. Other processes can reach it
+ * as `instance://NAME` and see it in `apptainer instance list`. When the command ends, or on
+ * stop(), the instance is ended: its init is killed, which ends every process in it.
  */
 export class ApptainerService implements Service {
   readonly name: string;
-  readonly container: ApptainerContainer;
-  readonly #network: NetworkMode | undefined;
+  readonly #plan: ServicePlan;
   readonly #stdout = new LogBuffer(LOG_LIMIT);
   readonly #stderr = new LogBuffer(LOG_LIMIT);
+  readonly #stderrTail = new StreamTail(8192);
+  #state: ContainerState = "created";
+  #instanceInit: ProcessEntry | undefined;
+  #main: ChildProcess | undefined;
+  #done: Promise<Outcome> | undefined;
+  #outcome: Outcome | undefined;
   #stopping: Promise<ExitStatus> | undefined;
+  #ending: Promise<void> | undefined;
 
-  constructor(container: ApptainerContainer, name: string, network: NetworkMode | undefined) {
-    this.container = container;
-    this.name = name;
-    this.#network = network;
-    container.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
-    container.stderr.on("data", (b: Buffer) => this.#stderr.push(b));
+  constructor(plan: ServicePlan) {
+    this.#plan = plan;
+    this.name = plan.name;
+    this.#stderrTail.resume();
   }
 
   get id(): string {
-    return this.container.id;
+    return this.name;
   }
 
-  state(): Promise<ContainerState> {
-    return this.container.state();
+  /** The commands this service runs (for logs and dry runs). */
+  get commands(): { start: ApptainerCommand; main: ApptainerCommand } {
+    return { start: this.#plan.start, main: this.#plan.main };
   }
 
-  exec(argv: string[], options?: ExecOptions): Promise<ExecResult> {
-    return this.container.exec(argv, options);
+  /** Makes the instance and starts the service's command in it. */
+  async start(): Promise<void> {
+    if (this.#state !== "created") throw new ContainerStateError("start", this.#state);
+    this.#state = "running";
+    const { start, processEnv, runtime } = this.#plan;
+    const made = await execa(start.argv[0] as string, start.argv.slice(1), {
+      env: processEnv,
+      extendEnv: false,
+      cwd: "/",
+      stdin: "ignore",
+      reject: false,
+      timeout: INSTANCE_START_TIMEOUT_MS,
+    });
+    if (made.exitCode !== 0) {
+      this.#state = "exited";
+      const stderr = String(made.stderr);
+      const failure = classifyRuntimeFailure(made.exitCode ?? 255, stderr, start.command[0] as string);
+      const error = new RuntimeError(
+        runtime,
+        `instance start failed: ${failure?.message ?? (stderr.trim() || `exit ${made.exitCode}`)}`,
+        { ...(made.exitCode !== undefined && { runtimeExitCode: made.exitCode }), stderr },
+      );
+      this.#outcome = { error };
+      // A half-made instance must not stay behind.
+      await this.#endInstance();
+      throw error;
+    }
+    this.#instanceInit = await this.#findInstanceInit();
+    await this.#startMain();
   }
 
-  execStream(
+  async #startMain(): Promise<void> {
+    const { main, processEnv } = this.#plan;
+    const stdio = await openFifoStdio(this.#plan.fifoDir, false);
+    const child = spawn(main.argv[0] as string, main.argv.slice(1), {
+      cwd: "/",
+      env: processEnv,
+      stdio: stdio.childStdio,
+      detached: true,
+    });
+    this.#main = child;
+    stdio.closeChildEnds();
+    stdio.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
+    stdio.stderr.on("data", (b: Buffer) => {
+      this.#stderr.push(b);
+      this.#stderrTail.write(b);
+    });
+    const closed = Promise.all(
+      [stdio.stdout, stdio.stderr].map((s) => new Promise<void>((r) => s.once("close", () => r()))),
+    );
+    this.#done = new Promise<Outcome>((resolve) => {
+      child.once("error", (err) => {
+        resolve(
+          this.#finish({
+            error: new RuntimeError(this.#plan.runtime, `cannot run ${main.argv[0]}: ${err.message}`),
+          }),
+        );
+      });
+      child.once("exit", (code, signal) => {
+        // The output is complete once both streams have closed (bounded: a stray writer must not hold us).
+        void Promise.race([closed, delay(3000)]).then(() => {
+          const outcome = this.#outcomeOf(code, signal);
+          // The command is the service: when it ends, so does the instance.
+          void this.#endInstance();
+          resolve(this.#finish(outcome));
+        });
+      });
+    });
+  }
+
+  async state(): Promise<ContainerState> {
+    return this.#state;
+  }
+
+  async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const { argvIn, env } = this.#prepareExec(argv, options);
+    const r = await runCollected(argvIn, env, this.#plan.fifoDir, options.input, options.signal);
+    const exitCode = r.exitCode ?? (r.signal ? exitStatusFromSignal(r.signal).exitCode : 255);
+    this.#throwIfRuntimeFailed(exitCode, r.stderr, argv);
+    return { exitCode, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  async execStream(
     argv: string[],
-    options?: Omit<ExecOptions, "input"> & { stdin?: boolean },
+    options: Omit<ExecOptions, "input"> & { stdin?: boolean } = {},
   ): Promise<ExecProcess> {
-    return this.container.execStream(argv, options);
+    const { argvIn, env } = this.#prepareExec(argv, options);
+    const stdio = await openFifoStdio(this.#plan.fifoDir, options.stdin === true);
+    const child = spawn(argvIn[0] as string, argvIn.slice(1), {
+      env,
+      cwd: "/",
+      stdio: stdio.childStdio,
+      detached: true,
+    });
+    stdio.closeChildEnds();
+    stdio.stdin?.on("error", () => {});
+    const exitCode = new Promise<number>((resolve, reject) => {
+      child.once("exit", (code, sig) => resolve(code ?? (sig ? exitStatusFromSignal(sig).exitCode : 255)));
+      child.once("error", (err) =>
+        reject(new RuntimeError(this.#plan.runtime, `cannot run ${argvIn[0]}: ${err.message}`)),
+      );
+    });
+    exitCode.catch(() => {});
+    const onAbort = () => child.pid !== undefined && signalProcess(-child.pid, "SIGKILL");
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    void exitCode.finally(() => options.signal?.removeEventListener("abort", onAbort)).catch(() => {});
+    return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode };
+  }
+
+  #prepareExec(
+    argv: string[],
+    options: Omit<ExecOptions, "input">,
+  ): { argvIn: string[]; env: Record<string, string> } {
+    validateArgv(argv);
+    if (this.#state !== "running") throw new ContainerStateError("exec into", this.#state);
+    const prefix = envPrefixOf(this.#plan.render.flavor);
+    const extra = Object.fromEntries(Object.entries(options.env ?? {}).map(([k, v]) => [`${prefix}${k}`, v]));
+    return {
+      argvIn: renderInstanceExec(
+        this.#plan.render,
+        this.name,
+        argv,
+        options.workdir ?? this.#plan.main.workdir,
+        {
+          binary: this.#plan.binary,
+        },
+      ),
+      env: { ...this.#plan.baseEnv, ...this.#plan.main.env, ...extra },
+    };
+  }
+
+  #throwIfRuntimeFailed(exitCode: number, stderr: string, argv: string[]): void {
+    const failure = classifyRuntimeFailure(exitCode, stderr, argv[0] as string);
+    if (!failure) return;
+    if (failure.kind === "command-not-found")
+      throw new CommandNotFoundError(failure.command, failure.message);
+    if (this.#state !== "running") throw new ContainerStateError("exec into", this.#state);
+    throw new RuntimeError(this.#plan.runtime, failure.message, { runtimeExitCode: exitCode, stderr });
   }
 
   async logs(options: { tail?: number } = {}): Promise<ServiceLogs> {
@@ -64,9 +243,8 @@ export class ApptainerService implements Service {
 
   /** Apptainer shares the host's network (no port publishing): a port is reached on the host. */
   async endpoint(containerPort: number): Promise<Endpoint> {
-    const state = await this.state();
-    if (state !== "running") throw new ContainerStateError("reach", state);
-    if (this.#network === "none") {
+    if (this.#state !== "running") throw new ContainerStateError("reach", this.#state);
+    if (this.#plan.network === "none") {
       throw new ContainerStateError(
         "reach",
         "without a network",
@@ -76,26 +254,141 @@ export class ApptainerService implements Service {
     return { host: "127.0.0.1", port: containerPort };
   }
 
-  wait(options?: { signal?: AbortSignal }): Promise<ExitStatus> {
-    return this.container.wait(options);
+  async wait(options: { signal?: AbortSignal } = {}): Promise<ExitStatus> {
+    if (!this.#done && !this.#outcome)
+      throw new ContainerStateError("wait for", this.#state, "start it first");
+    const outcome =
+      this.#outcome ??
+      (await raceAbort(this.#done as Promise<Outcome>, options.signal, "waiting for the service"));
+    if ("error" in outcome) throw outcome.error;
+    return outcome.status;
   }
 
   stop(options: StopOptions = {}): Promise<ExitStatus> {
-    this.#stopping ??= (async () => {
-      await this.container.kill({
-        ...(options.signal && { signal: options.signal }),
-        graceMs: options.graceMs ?? 10_000,
-      });
-      const status = this.container.wait();
-      status.catch(() => {});
-      await this.container.remove();
-      return status;
-    })();
+    this.#stopping ??= this.#stop(options);
     return this.#stopping;
+  }
+
+  async #stop(options: StopOptions): Promise<ExitStatus> {
+    if (this.#state === "running" && this.#done) {
+      // The signal goes to the command itself: Apptainer's exec process does not pass it on
+      // (it dies of it, leaving a trap in the command unrun).
+      const signal = options.signal ?? this.#plan.stopSignal ?? "SIGTERM";
+      const target = await this.#mainPayload();
+      if (target) signalProcess(target.pid, signal);
+      else if (this.#main?.pid !== undefined) signalProcess(this.#main.pid, signal);
+      const graceMs = signal === "SIGKILL" ? 0 : (options.graceMs ?? DEFAULT_GRACE_MS);
+      const ended = await Promise.race([this.#done.then(() => true), delay(graceMs).then(() => false)]);
+      // Killing the instance's init ends every process in it, the command included.
+      if (!ended) await this.#endInstance();
+    }
+    const outcome = this.#outcome ?? (this.#done ? await this.#done : undefined);
+    await this.#endInstance();
+    if (this.#state !== "created") this.#state = "removed";
+    this.#plan.onStopped(this);
+    if (!outcome) throw new ContainerStateError("stop", "created", "it was never started");
+    if ("error" in outcome) throw outcome.error;
+    return outcome.status;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop().catch(() => {});
+  }
+
+  /** The command's own process: the first process of our exec in the instance's PID namespace. */
+  async #mainPayload(): Promise<ProcessEntry | undefined> {
+    const pid = this.#main?.pid;
+    if (pid === undefined) return undefined;
+    const found = await findNamespaceInit(pid);
+    return found ? processEntry(found.pid) : undefined;
+  }
+
+  /** The instance's init (the pid `instance list` gives), to end the instance by. */
+  async #findInstanceInit(): Promise<ProcessEntry | undefined> {
+    const { binary, baseEnv } = this.#plan;
+    const r = await execa(binary, ["instance", "list", "--json", this.name], {
+      env: baseEnv,
+      extendEnv: false,
+      reject: false,
+      timeout: 30_000,
+      stdin: "ignore",
+    });
+    const pid = parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
+    return pid === undefined ? undefined : processEntry(pid);
+  }
+
+  /**
+   * Ends the instance: SIGKILL to its init ends every process in its PID namespace and Apptainer
+   * cleans up after it (0.15 s here, where `instance stop` takes 1.5-3.5 s). If the instance is
+   * still listed after that, `instance stop --force` is the fallback.
+   */
+  #endInstance(): Promise<void> {
+    this.#ending ??= (async () => {
+      const init = this.#instanceInit ?? (await this.#findInstanceInit().catch(() => undefined));
+      if (init && (await isSameProcess(init))) signalProcess(init.pid, "SIGKILL");
+      for (let i = 0; i < 100; i++) {
+        if (!(await this.#listed())) return;
+        await delay(50);
+      }
+      await execa(this.#plan.binary, ["instance", "stop", "--force", this.name], {
+        env: this.#plan.baseEnv,
+        extendEnv: false,
+        reject: false,
+        timeout: 30_000,
+        stdin: "ignore",
+      });
+    })();
+    return this.#ending;
+  }
+
+  async #listed(): Promise<boolean> {
+    const r = await execa(this.#plan.binary, ["instance", "list", "--json", this.name], {
+      env: this.#plan.baseEnv,
+      extendEnv: false,
+      reject: false,
+      timeout: 30_000,
+      stdin: "ignore",
+    });
+    return parseInstanceList(String(r.stdout)).some((i) => i.name === this.name);
+  }
+
+  #outcomeOf(code: number | null, signal: NodeJS.Signals | null): Outcome {
+    if (signal) return { status: exitStatusFromSignal(signal) };
+    const exitCode = code ?? 255;
+    const failure = classifyRuntimeFailure(
+      exitCode,
+      this.#stderrTail.text(),
+      this.#plan.main.command[0] as string,
+    );
+    if (failure?.kind === "command-not-found")
+      return { error: new CommandNotFoundError(failure.command, failure.message) };
+    if (failure) {
+      return {
+        error: new RuntimeError(this.#plan.runtime, failure.message, {
+          runtimeExitCode: exitCode,
+          stderr: this.#stderrTail.text(),
+        }),
+      };
+    }
+    return { status: exitStatusFromCode(exitCode) };
+  }
+
+  #finish(outcome: Outcome): Outcome {
+    this.#outcome ??= outcome;
+    if (this.#state === "running") this.#state = "exited";
+    return this.#outcome;
+  }
+}
+
+/** `apptainer instance list --json`: `{ instances: [{ instance, pid, img, ... }] }`. */
+export function parseInstanceList(json: string): { name: string; pid: number; image: string }[] {
+  try {
+    const parsed = JSON.parse(json) as { instances?: { instance?: unknown; pid?: unknown; img?: unknown }[] };
+    return (parsed.instances ?? [])
+      .filter((i) => typeof i.instance === "string" && typeof i.pid === "number")
+      .map((i) => ({ name: i.instance as string, pid: i.pid as number, image: String(i.img ?? "") }));
+  } catch {
+    return [];
   }
 }
 

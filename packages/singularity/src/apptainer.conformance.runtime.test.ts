@@ -2,8 +2,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeConformance } from "@contexec/conformance";
+import { execa } from "execa";
 import { afterAll, inject } from "vitest";
 import { ApptainerExecutor } from "./apptainer-executor.js";
+import { parseInstanceList } from "./apptainer-service.js";
 import { descendantsOf, listProcesses } from "./process-tree.js";
 
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
@@ -15,8 +17,12 @@ await describeConformance({
   name: "apptainer",
   createExecutor: async () => new ApptainerExecutor({ cacheDir }),
   fixtures: { busybox: join(fixtures, "busybox.tar"), layered: join(fixtures, "layered.tar") },
-  // Apptainer containers are this process's children: whatever is left of them is a descendant.
-  leftovers: async () => {
+  // Batch containers are this process's children: whatever is left of them is a descendant.
+  // Services are instances (daemons of their own): whatever is left of them is still listed.
+  leftovers: async (executor) => {
+    const started = (executor as ApptainerExecutor).instancesStarted;
+    const listed = await execa("apptainer", ["instance", "list", "--json"], { reject: false });
+    const instances = parseInstanceList(String(listed.stdout)).filter((i) => started.has(i.name));
     const processes = await listProcesses();
     const mine = new Set(descendantsOf(process.pid, processes));
     const { readFile } = await import("node:fs/promises");
@@ -27,6 +33,6 @@ await describeConformance({
       // vitest's own workers are descendants too; only runtime and container processes count.
       if (/^(starter|appinit|squashfuse|sleep|sh|apptainer)/.test(comm)) left.push(`${p.pid} ${comm}`);
     }
-    return left;
+    return [...left, ...instances.map((i) => `instance ${i.name} (pid ${i.pid})`)];
   },
 });

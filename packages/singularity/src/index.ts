@@ -8,6 +8,7 @@ export {
   createBackend,
   stopSignalOf,
 } from "./apptainer-executor.js";
+export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./apptainer-service.js";
 export {
   BINARY_ENV,
   binaryCandidates,

@@ -92,6 +92,23 @@ export function registerServiceCases(ctx: SuiteContext): void {
     expect(["exited", "removed"]).toContain(await service.state());
   });
 
+  test("stop() gives the service's process its stop signal: a trap runs and its exit code is reported", async () => {
+    const service = await startService(
+      {
+        image: ctx.images().busybox,
+        command: [
+          "sh",
+          "-c",
+          "trap 'echo cleaning up; exit 7' TERM; echo up; while true; do sleep 0.1; done",
+        ],
+      },
+      { ready: { log: "up" }, readyOptions: { timeoutMs: 20_000 } },
+    );
+    const status = await service.stop({ graceMs: 10_000 });
+    expect(status.exitCode).toBe(7);
+    expect((await service.logs()).stdout).toContain("cleaning up");
+  });
+
   test("a service whose process dies is reported as exited with its code", async () => {
     const service = await startService({
       image: ctx.images().busybox,
