@@ -14,3 +14,8 @@ for backend in docker apptainer; do
   echo "== examples/hello on $backend (config: examples/hello/$backend.json)"
   node examples/hello/dist/main.js --config "examples/hello/$backend.json" --image "$fixtures/layered.tar"
 done
+for backend in docker apptainer; do
+  echo
+  echo "== examples/service on $backend: a service, a batch step against it, teardown"
+  node examples/service/dist/main.js --config "examples/service/$backend.json" --image "$fixtures/busybox.tar"
+done
