@@ -4,11 +4,16 @@
 // it; then everything is torn down. Both use the host's network, which Docker and Apptainer
 // both offer, so the batch step reaches the service at 127.0.0.1 on either.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ContainerError, createExecutor, type ExecutorConfig, runContainer } from "@contexec/core";
+import {
+  ContainerError,
+  createExecutor,
+  type ExecutorConfig,
+  findFreePort,
+  runContainer,
+} from "@contexec/core";
 
 const { values } = parseArgs({
   options: {
@@ -21,14 +26,6 @@ if (!values.image) {
   process.exit(2);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 const www = await mkdtemp(join(tmpdir(), "contexec-example-www-"));
 try {
   await writeFile(join(www, "data.txt"), "a file served by the service\n");
@@ -36,7 +33,7 @@ try {
   const executor = await createExecutor(config);
   try {
     const image = await executor.loadImage(values.image);
-    const port = await freePort();
+    const port = await findFreePort();
     const service = await executor.startService(
       {
         image,

@@ -68,7 +68,7 @@ export {
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber } from "./exit-status.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
-export { describeCheck, waitUntilReady } from "./readiness.js";
+export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
 export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
 export type {
   Endpoint,

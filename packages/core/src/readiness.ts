@@ -1,7 +1,8 @@
-import { connect } from "node:net";
+import { randomBytes } from "node:crypto";
+import { connect, createServer } from "node:net";
 import pRetry, { AbortError } from "p-retry";
 import { AbortedError, ContainerError, ContainerStateError, TimeoutError } from "./errors.js";
-import type { ReadinessCheck, ReadinessOptions, Service } from "./service.js";
+import type { ReadinessCheck, ReadinessOptions, Service, ServiceOptions } from "./service.js";
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INTERVAL_MS = 200;
@@ -147,4 +148,45 @@ async function attempt(service: Service, check: ReadinessCheck, attemptMs: numbe
       `\`${check.exec.join(" ")}\` exited ${result.exitCode}: ${(result.stderr || result.stdout).trim().slice(-200)}`,
     );
   }
+}
+
+/** A service's name: `spec.name` as is with `exactName`, else it (or "contexec-svc") plus a random suffix. */
+export function serviceName(specName: string | undefined, options: { exactName?: boolean } = {}): string {
+  if (options.exactName && specName) return specName;
+  return `${specName ?? "contexec-svc"}-${randomBytes(4).toString("hex")}`;
+}
+
+/**
+ * Starts a service and, with `options.ready`, waits until it is ready. A service that fails to
+ * start or never gets ready is stopped (SIGKILL) before the error is thrown: nothing is left.
+ */
+export async function launchService(
+  service: Service,
+  start: () => Promise<void>,
+  options: ServiceOptions = {},
+): Promise<void> {
+  try {
+    await start();
+    if (options.ready) {
+      await waitUntilReady(service, options.ready, {
+        ...options.readyOptions,
+        ...(options.signal && { signal: options.signal }),
+      });
+    }
+  } catch (err) {
+    await service.stop({ signal: "SIGKILL" }).catch(() => {});
+    throw err;
+  }
+}
+
+/** A TCP port that is free on this host now (for a service on the host's network). */
+export async function findFreePort(host = "127.0.0.1"): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, host, resolve);
+  });
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

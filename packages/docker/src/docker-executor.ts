@@ -16,6 +16,7 @@ import {
   ImageNotFoundError,
   InvalidConfigError,
   type LoadOptions,
+  launchService,
   parseImageConfig,
   RuntimeError,
   type RuntimeInfo,
@@ -23,10 +24,10 @@ import {
   type ServiceOptions,
   type ServiceSummary,
   SUPPORTED,
+  serviceName,
   throwIfAborted,
   unsupported,
   validateSpec,
-  waitUntilReady,
 } from "@contexec/core";
 import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
@@ -214,25 +215,12 @@ export class DockerExecutor implements ContainerExecutor {
    * `spec.name` (or "contexec-svc") plus a random suffix, unless `exactName` is set.
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<DockerService> {
-    const name =
-      options.exactName && spec.name
-        ? spec.name
-        : `${spec.name ?? "contexec-svc"}-${randomUUID().slice(0, 8)}`;
+    const name = serviceName(spec.name, options);
     const container = await this.#create({ ...spec, name }, { detached: true });
     const service = new DockerService(container, name, spec.network ?? "bridge");
     this.#services.add(service);
-    try {
-      await container.start();
-      if (options.ready)
-        await waitUntilReady(service, options.ready, {
-          ...options.readyOptions,
-          ...(options.signal && { signal: options.signal }),
-        });
-      return service;
-    } catch (err) {
-      await service.stop({ signal: "SIGKILL" }).catch(() => {});
-      throw err;
-    }
+    await launchService(service, () => container.start(), options);
+    return service;
   }
 
   /** The services this executor started and has not stopped. */

@@ -317,28 +317,14 @@ export class ApptainerContainer implements Container {
     options: Omit<ExecOptions, "input"> & { stdin?: boolean } = {},
   ): Promise<ExecProcess> {
     const { argvIn, env } = await this.#prepareExec(argv, options);
-    const stdio = await openFifoStdio(this.#plan.fifoDir, options.stdin === true);
-    const child = spawn(argvIn[0] as string, argvIn.slice(1), {
+    return startFifoProcess(
+      argvIn,
       env,
-      cwd: "/",
-      stdio: stdio.childStdio,
-      detached: true,
-    });
-    const exitCode = new Promise<number>((resolve, reject) => {
-      child.once("exit", (code, sig) => resolve(code ?? (sig ? exitStatusFromSignal(sig).exitCode : 255)));
-      child.once("error", (err) =>
-        reject(new RuntimeError(this.#plan.runtime, `cannot run nsenter: ${err.message}`, { cause: err })),
-      );
-    });
-    exitCode.catch(() => {});
-    stdio.closeChildEnds();
-    stdio.stdin?.on("error", () => {});
-    const onAbort = () => {
-      if (child.pid !== undefined) signalProcess(-child.pid, "SIGKILL");
-    };
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    void exitCode.finally(() => options.signal?.removeEventListener("abort", onAbort)).catch(() => {});
-    return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode };
+      this.#plan.fifoDir,
+      options.stdin === true,
+      options.signal,
+      this.#plan.runtime,
+    );
   }
 
   /** Checks that exec can run now and builds its nsenter argv and environment. */
@@ -542,6 +528,42 @@ async function readEnviron(pid: number): Promise<Record<string, string> | undefi
 
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Starts a helper command (nsenter, `exec instance://`) with FIFO standard streams, as an
+ * {@link ExecProcess}: its exit code is 128+n after signal n. Aborting kills its process group.
+ */
+export async function startFifoProcess(
+  argv: string[],
+  env: Record<string, string>,
+  fifoDir: string,
+  withStdin: boolean,
+  signal: AbortSignal | undefined,
+  runtime: string,
+): Promise<ExecProcess> {
+  const stdio = await openFifoStdio(fifoDir, withStdin);
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env,
+    cwd: "/",
+    stdio: stdio.childStdio,
+    detached: true,
+  });
+  const exitCode = new Promise<number>((resolve, reject) => {
+    child.once("exit", (code, sig) => resolve(code ?? (sig ? exitStatusFromSignal(sig).exitCode : 255)));
+    child.once("error", (err) =>
+      reject(new RuntimeError(runtime, `cannot run ${argv[0]}: ${err.message}`, { cause: err })),
+    );
+  });
+  exitCode.catch(() => {});
+  stdio.closeChildEnds();
+  stdio.stdin?.on("error", () => {});
+  const onAbort = () => {
+    if (child.pid !== undefined) signalProcess(-child.pid, "SIGKILL");
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  void exitCode.finally(() => signal?.removeEventListener("abort", onAbort)).catch(() => {});
+  return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode };
 }
 
 /**

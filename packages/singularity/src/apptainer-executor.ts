@@ -16,17 +16,18 @@ import {
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
+  launchService,
   type RuntimeInfo,
   RuntimeUnavailableError,
   readImageArchive,
   resolveWorkdir,
   type ServiceOptions,
   type ServiceSummary,
+  serviceName,
   signalNumber,
   throwIfAborted,
   UnsupportedError,
   validateSpec,
-  waitUntilReady,
 } from "@contexec/core";
 import { execa } from "execa";
 import { onExit } from "signal-exit";
@@ -230,10 +231,7 @@ export class ApptainerExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
-    const name =
-      options.exactName && spec.name
-        ? spec.name
-        : `${spec.name ?? "contexec-svc"}-${randomBytes(4).toString("hex")}`;
+    const name = serviceName(spec.name, options);
     const plan = await this.#plan({ ...spec, name }, randomBytes(32).toString("hex"), { instance: name });
     if (!plan.instance) throw new Error("unreachable: a service plan has instance commands");
     const service = new ApptainerService({
@@ -255,19 +253,8 @@ export class ApptainerExecutor implements ContainerExecutor {
     });
     this.#services.add(service);
     this.#instancesStarted.add(name);
-    try {
-      await service.start();
-      if (options.ready) {
-        await waitUntilReady(service, options.ready, {
-          ...options.readyOptions,
-          ...(options.signal && { signal: options.signal }),
-        });
-      }
-      return service;
-    } catch (err) {
-      await service.stop({ signal: "SIGKILL" }).catch(() => {});
-      throw err;
-    }
+    await launchService(service, () => service.start(), options);
+    return service;
   }
 
   /** The name of every instance this executor has started, stopped or not (to check for leftovers). */

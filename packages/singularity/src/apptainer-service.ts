@@ -20,7 +20,7 @@ import {
   validateArgv,
 } from "@contexec/core";
 import { execa } from "execa";
-import { delay, runCollected } from "./apptainer-container.js";
+import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
 import { openFifoStdio } from "./fifo-stdio.js";
 import {
   findNamespaceInit,
@@ -184,26 +184,14 @@ export class ApptainerService implements Service {
     options: Omit<ExecOptions, "input"> & { stdin?: boolean } = {},
   ): Promise<ExecProcess> {
     const { argvIn, env } = this.#prepareExec(argv, options);
-    const stdio = await openFifoStdio(this.#plan.fifoDir, options.stdin === true);
-    const child = spawn(argvIn[0] as string, argvIn.slice(1), {
+    return startFifoProcess(
+      argvIn,
       env,
-      cwd: "/",
-      stdio: stdio.childStdio,
-      detached: true,
-    });
-    stdio.closeChildEnds();
-    stdio.stdin?.on("error", () => {});
-    const exitCode = new Promise<number>((resolve, reject) => {
-      child.once("exit", (code, sig) => resolve(code ?? (sig ? exitStatusFromSignal(sig).exitCode : 255)));
-      child.once("error", (err) =>
-        reject(new RuntimeError(this.#plan.runtime, `cannot run ${argvIn[0]}: ${err.message}`)),
-      );
-    });
-    exitCode.catch(() => {});
-    const onAbort = () => child.pid !== undefined && signalProcess(-child.pid, "SIGKILL");
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    void exitCode.finally(() => options.signal?.removeEventListener("abort", onAbort)).catch(() => {});
-    return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode };
+      this.#plan.fifoDir,
+      options.stdin === true,
+      options.signal,
+      this.#plan.runtime,
+    );
   }
 
   #prepareExec(

@@ -1,19 +1,9 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ContainerSpec, collect, type Service } from "@contexec/core";
+import { type ContainerSpec, collect, findFreePort as freePort, type Service } from "@contexec/core";
 import { expect } from "vitest";
 import type { SuiteContext } from "../suite-context.js";
-
-/** A port free on this host now (services may share the host's network). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export function registerServiceCases(ctx: SuiteContext): void {
   const { test } = ctx;
