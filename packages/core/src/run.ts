@@ -28,6 +28,9 @@ export async function runContainer(
   try {
     const stdout = collect(container.stdout);
     const stderr = collect(container.stderr);
+    // Awaited only on success; a failed start must not leave them as unhandled rejections.
+    stdout.catch(() => {});
+    stderr.catch(() => {});
     const onAbort = () => void container.kill(options.kill).catch(() => {});
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {

@@ -221,6 +221,19 @@ describe("readImageArchive: bad archives are ImageArchiveError with a message th
     expect(err?.message).toMatch(/does not match its digest/);
   });
 
+  it("an endless stream of garbage is refused at once, not read to its end", async () => {
+    let produced = 0;
+    const endless = new Readable({
+      read() {
+        produced += 65536;
+        this.push(Buffer.alloc(65536, 0x41));
+      },
+    });
+    await expect(readImageArchive(endless)).rejects.toMatchObject({ code: "E_IMAGE_ARCHIVE" });
+    expect(produced).toBeLessThan(1024 * 1024);
+    expect(endless.destroyed).toBe(true);
+  });
+
   it("a path that does not exist", async () => {
     await expect(readImageArchive(join(dir, "nope.tar"))).rejects.toMatchObject({
       code: "E_IMAGE_ARCHIVE",

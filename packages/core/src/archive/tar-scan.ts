@@ -276,7 +276,8 @@ export async function fileByteSource(path: string, start = 0): Promise<ByteSourc
 
 /**
  * A {@link ByteSource} over a stream, consuming it in order. `onBytes` sees every chunk (to hash
- * or count); skipping still reads the bytes.
+ * or count); skipping still reads the bytes. close() stops reading (and destroys a Node stream):
+ * a bad or endless stream is never read to its end.
  */
 export function streamByteSource(
   stream: AsyncIterable<Buffer | string>,
@@ -328,12 +329,7 @@ export function streamByteSource(
       }
     },
     async close() {
-      // Drain the rest so a producer piping into us (and hashing) sees the whole stream.
-      while (!ended) {
-        const { value, done } = await iterator.next();
-        if (done) ended = true;
-        else onBytes?.(typeof value === "string" ? Buffer.from(value) : value);
-      }
+      if (!ended) await iterator.return?.();
     },
   };
 }
