@@ -4,13 +4,17 @@ import { defineConfig } from "vitest/config";
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
 
 // Tests run on the sources: each @contexec package resolves to its src/index.ts, no build needed.
-const alias = {
-  "@contexec/core": src("core"),
-  "@contexec/docker": src("docker"),
-  "@contexec/conformance": src("conformance"),
-  "@contexec/sif": src("sif"),
-  "@contexec/singularity": src("singularity"),
-};
+// Exact matches, so that "@contexec/core/testing" is not read as "@contexec/core" + "/testing".
+const alias = [
+  {
+    find: /^@contexec\/core\/testing$/,
+    replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
+  },
+  ...["core", "docker", "conformance", "sif", "singularity"].map((pkg) => ({
+    find: new RegExp(`^@contexec/${pkg}$`),
+    replacement: src(pkg),
+  })),
+];
 
 export default defineConfig({
   resolve: { alias },

@@ -1,3 +1,4 @@
+export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
 export {
   type ArchiveLayer,
   digestOf,
@@ -8,14 +9,11 @@ export {
   readImageArchive,
 } from "./archive/image-archive.js";
 export {
-  type ByteSource,
-  fileByteSource,
-  scanTar,
-  streamByteSource,
-  TAR_BLOCK,
-  type TarEntryType,
-  type TarMember,
-} from "./archive/tar-scan.js";
+  type ReadTarOptions,
+  readTarHeaders,
+  type TarEntryKind,
+  type TarHeader,
+} from "./archive/tar-headers.js";
 export {
   CAPABILITY_NAMES,
   type Capabilities,

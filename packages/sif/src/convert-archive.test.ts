@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ImageArchiveError, RuntimeError, RuntimeUnavailableError } from "@contexec/core";
+import { dockerArchiveOf, ociArchiveOf, type TarSpec, tarOf } from "@contexec/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { convertArchiveToSif } from "./convert-archive.js";
 import { sqfstarArgs } from "./sqfstar.js";
-import { dockerArchiveOf, ociArchiveOf, type TarSpec, tarOf } from "./testing/image-tars.js";
 
 // These tests run a stand-in for sqfstar (a shell script), so they need no squashfs-tools: they
 // check what happens around it. Real conversions are in convert-archive.runtime.test.ts.

@@ -1,9 +1,9 @@
 import { ImageArchiveError } from "@contexec/core";
+import { type ListedEntry, listTar, sha256, type TarSpec, tarOf } from "@contexec/core/testing";
 import * as tar from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { planFlatten } from "./flatten-layers.js";
 import { bufferLayerSource } from "./layer-source.js";
-import { type ListedEntry, listTar, sha256, type TarSpec, tarOf } from "./testing/image-tars.js";
 import { writeFlattened } from "./write-flattened.js";
 
 /** Flattens layers given bottom first; returns the output tar's entries in order. */

@@ -1,6 +1,6 @@
+import type { TarHeader } from "@contexec/core";
 import { AbortedError, ImageArchiveError } from "@contexec/core";
 import type { LayerSource } from "./layer-source.js";
-import type { TarHeader } from "./tar-headers.js";
 
 /*
  * Flattens image layers into one tar, by the OCI image-spec layer rules, in two passes:
@@ -372,12 +372,16 @@ function entryKind(header: TarHeader, what: string): EntryKind | null {
   }
 }
 
+const CLEAN_NAME = /^(?!\.{1,2}(?:\/|$))[^/\0]+(?:\/(?!\.{1,2}(?:\/|$))[^/\0]+)*$/;
+
 /**
  * An entry's path inside the image: relative, without `.` segments and with `..` resolved.
  * Leading slashes are dropped (absolute names are relative to the image root, as Docker reads
  * them). A name that climbs out of the root, or holds a NUL, is refused.
  */
 export function entryPath(name: string, what: string): string {
+  // Most names are already clean ("usr/bin/env"): no leading or doubled slash, no . or .. part.
+  if (CLEAN_NAME.test(name)) return name;
   if (name.includes("\0")) {
     throw new ImageArchiveError(`${what} holds an entry whose name contains a NUL byte`, {
       entry: printable(name),

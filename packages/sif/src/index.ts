@@ -63,7 +63,6 @@ export {
   type SquashfsCompression,
   sqfstarArgs,
 } from "./sqfstar.js";
-export { readTarHeaders, type TarEntryKind, type TarHeader } from "./tar-headers.js";
 export {
   OutputClosedError,
   type PackHeader,

@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AbortedError, type ArchiveLayer, ImageArchiveError } from "@contexec/core";
+import { sha256 } from "@contexec/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkableByOffset, checkLayerDigests } from "./layer-digests.js";
-import { sha256 } from "./testing/image-tars.js";
 
 let dir: string;
 let file: string;

@@ -1,9 +1,14 @@
-import { closeSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
-import { type ArchiveLayer, type ByteSource, ImageArchiveError, streamByteSource } from "@contexec/core";
+import {
+  type ArchiveLayer,
+  fileByteSource,
+  ImageArchiveError,
+  readTarHeaders,
+  streamByteSource,
+  type TarHeader,
+} from "@contexec/core";
 import { type OpenedLayer, openLayer } from "./open-layer.js";
-import { readTarHeaders, type TarHeader } from "./tar-headers.js";
 
 /**
  * One layer as the flattener sees it: its headers can be listed (the planning pass) and its
@@ -53,9 +58,12 @@ export function archiveLayerSource(
     storedSize: layer.size,
     async *readHeaders() {
       if (layer.compression === "none") {
-        const source = await bufferedFileSource(archivePath, layer.dataOffset, layer.dataOffset + layer.size);
+        const source = await fileByteSource(archivePath, {
+          start: layer.dataOffset,
+          end: layer.dataOffset + layer.size,
+        });
         try {
-          yield* readTarHeaders(source, name);
+          yield* readTarHeaders(source, { what: name });
         } finally {
           await source.close();
         }
@@ -63,7 +71,7 @@ export function archiveLayerSource(
       }
       const opened = openLayer(archivePath, layer, { ...(signal && { signal }) });
       try {
-        yield* readTarHeaders(streamByteSource(opened.stream), name);
+        yield* readTarHeaders(streamByteSource(opened.stream), { what: name });
       } finally {
         opened.destroy();
       }
@@ -103,7 +111,7 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
     diffId,
     storedSize: tar.length,
     async *readHeaders() {
-      yield* readTarHeaders(streamByteSource(Readable.from([tar])), name);
+      yield* readTarHeaders(streamByteSource(Readable.from([tar])), { what: name });
     },
     open(onRawBytes) {
       const stream = new PassThrough();
@@ -119,69 +127,5 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
         close: async () => {},
       };
     },
-  };
-}
-
-const READ_MIN = 16 * 1024;
-const READ_MAX = 1024 * 1024;
-// Synchronous reads block the event loop; give it a turn this often.
-const YIELD_EVERY_MS = 5;
-
-/**
- * A file range read for headers, with a read-ahead buffer: a read right after skipping a large
- * file is small (16 KiB), and reads double while they run on (up to 1 MiB), so runs of small
- * entries cost few reads and large files are skipped by moving the position, never read. The reads
- * are synchronous (from the page cache, mostly): for thousands of entries an asynchronous read per
- * refill cost 2-3 times the CPU in thread-pool hand-offs. The event loop gets a turn every few
- * milliseconds. Reading past `end` (a layer cut short) throws.
- */
-export async function bufferedFileSource(path: string, start: number, end: number): Promise<ByteSource> {
-  const fd = openSync(path, "r");
-  let position = start;
-  let buffer = Buffer.alloc(0);
-  let bufferStart = start;
-  let lastYield = performance.now();
-  let readSize = READ_MIN;
-  let spare = Buffer.alloc(0);
-  const cutShort = () => new ImageArchiveError("the layer ends inside a tar entry");
-  return {
-    get position() {
-      return position;
-    },
-    async readExact(length) {
-      if (position >= end) return null;
-      if (position + length > end) throw cutShort();
-      const at = position - bufferStart;
-      if (at < 0 || at + length > buffer.length) {
-        if (performance.now() - lastYield > YIELD_EVERY_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
-          lastYield = performance.now();
-        }
-        // After a seek past a large file read little; while reading runs on, read more each time.
-        readSize = position === bufferStart + buffer.length ? Math.min(readSize * 2, READ_MAX) : READ_MIN;
-        const want = Math.min(Math.max(length, readSize), end - position);
-        // One buffer serves every refill: the header reader is done with a block before it asks
-        // for the next one, so the bytes can be overwritten.
-        if (spare.length < want) spare = Buffer.allocUnsafe(Math.max(want, READ_MAX));
-        const fresh = spare;
-        let got = 0;
-        while (got < want) {
-          const bytesRead = readSync(fd, fresh, got, want - got, position + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        if (got < length) throw cutShort();
-        buffer = fresh.subarray(0, got);
-        bufferStart = position;
-      }
-      const from = position - bufferStart;
-      position += length;
-      return buffer.subarray(from, from + length);
-    },
-    async skip(length) {
-      if (position + length > end) throw cutShort();
-      position += length;
-    },
-    close: async () => closeSync(fd),
   };
 }

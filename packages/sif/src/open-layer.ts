@@ -52,18 +52,17 @@ export function openLayer(
   options: { signal?: AbortSignal; onRawBytes?: (n: number) => void } = {},
 ): OpenedLayer {
   const { signal, onRawBytes } = options;
+  if (layer.size === 0) {
+    const empty = new PassThrough();
+    empty.end();
+    return { stream: empty, finished: Promise.resolve(), destroy: () => empty.destroy() };
+  }
   const raw = createReadStream(archivePath, {
     start: layer.dataOffset,
     end: layer.dataOffset + layer.size - 1,
     highWaterMark: READ_CHUNK,
   });
   if (onRawBytes) raw.on("data", (chunk) => onRawBytes(chunk.length));
-  if (layer.size === 0) {
-    raw.destroy();
-    const empty = new PassThrough();
-    empty.end();
-    return { stream: empty, finished: Promise.resolve(), destroy: () => empty.destroy() };
-  }
   const what = `layer ${layer.member}`;
   const decompressError = (err: Error) =>
     new ImageArchiveError(`${what} cannot be decompressed (${layer.compression}): ${err.message}`, {

@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { parseImageConfig } from "@contexec/core";
+import { listTar } from "@contexec/core/testing";
 import { describe, expect, it } from "vitest";
 import {
   dockerEnvironmentScript,
@@ -8,7 +9,6 @@ import {
   shellQuote,
   singularityMetadata,
 } from "./singularity-metadata.js";
-import { listTar } from "./testing/image-tars.js";
 
 /** Runs a script with the system's POSIX shell. */
 function sh(script: string, args: string[] = [], env: Record<string, string> = {}): string {

@@ -219,6 +219,8 @@ async function copyLayer(
         entry.pipe(sink);
       });
       left--;
+      // Nothing more to copy or hash: the rest of the layer is not read (a decompressing child
+      // is killed below rather than waited for).
       if (left === 0 && !hash) break;
     }
     if (left > 0) {
@@ -242,7 +244,7 @@ async function copyLayer(
           },
         );
       }
-    } else await opened.finished;
+    }
   } catch (err) {
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     if (err instanceof ImageArchiveError || err instanceof AbortedError || err instanceof OutputClosedError)

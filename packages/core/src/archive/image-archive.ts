@@ -3,7 +3,8 @@ import { posix } from "node:path";
 import { ImageArchiveError, throwIfAborted } from "../errors.js";
 import { parseImageConfig } from "../image-config.js";
 import type { ImageConfig, ImageId } from "../spec.js";
-import { type ByteSource, fileByteSource, scanTar, streamByteSource, type TarMember } from "./tar-scan.js";
+import { type ByteSource, fileByteSource, streamByteSource } from "./byte-source.js";
+import { readTarHeaders, type TarHeader } from "./tar-headers.js";
 
 export type LayerCompression = "none" | "gzip" | "zstd" | "bzip2" | "xz";
 
@@ -75,13 +76,21 @@ export async function readImageArchive(
     bytes = streamByteSource(source);
   }
   try {
-    const members = new Map<string, { member: TarMember; head: Buffer }>();
+    const members = new Map<string, { member: TarHeader; head: Buffer }>();
     const captured = new Map<string, Buffer>();
     let capturedTotal = 0;
-    const capture = (m: TarMember) =>
-      m.type === "file" && m.size <= CAPTURE_LIMIT && isMetadataName(normalizeMember(m.name) ?? "");
+    const capture = (m: TarHeader) =>
+      m.kind === "file" && m.size <= CAPTURE_LIMIT && isMetadataName(normalizeMember(m.name) ?? "");
     let sawMember = false;
-    for await (const { member, data, head } of scanTar(bytes, capture)) {
+    const headers = readTarHeaders(bytes, {
+      what: "the image archive",
+      requireEndMarker: true,
+      capture,
+      headBytes: 8,
+    });
+    for await (const member of headers) {
+      const { data } = member;
+      const head = member.head ?? data?.subarray(0, 8) ?? Buffer.alloc(0);
       sawMember = true;
       throwIfAborted(options.signal, "reading the image archive");
       const name = normalizeMember(member.name);
@@ -89,7 +98,7 @@ export async function readImageArchive(
         throw new ImageArchiveError("member path leaves the archive root", { entry: member.name });
       }
       if (name === "") continue;
-      if (members.has(name) && member.type !== "directory") {
+      if (members.has(name) && member.kind !== "directory") {
         throw new ImageArchiveError("the archive holds this member twice", { entry: name });
       }
       members.set(name, { member, head });
@@ -98,7 +107,7 @@ export async function readImageArchive(
         if (capturedTotal > CAPTURE_TOTAL_LIMIT) {
           throw new ImageArchiveError("the archive holds too many metadata files to be an image archive");
         }
-        captured.set(name, Buffer.from(data));
+        captured.set(name, data);
       }
       options.onProgress?.({ bytesRead: bytes.position, ...(totalBytes !== undefined && { totalBytes }) });
     }
@@ -108,7 +117,7 @@ export async function readImageArchive(
       const got = captured.get(name);
       if (got) return got;
       const entry = members.get(name);
-      if (entry?.member.type !== "file") {
+      if (entry?.member.kind !== "file") {
         throw new ImageArchiveError("the archive's manifest names a member that is not in it", {
           entry: name,
         });
@@ -117,7 +126,7 @@ export async function readImageArchive(
       if (typeof source !== "string" || entry.member.size > 64 * 1024 * 1024) {
         throw new ImageArchiveError("metadata member is too large", { entry: name });
       }
-      const file = await fileByteSource(source, entry.member.dataOffset);
+      const file = await fileByteSource(source, { start: entry.member.dataOffset });
       try {
         return (await file.readExact(entry.member.size)) ?? Buffer.alloc(0);
       } finally {
@@ -130,7 +139,7 @@ export async function readImageArchive(
         throw new ImageArchiveError("the archive's manifest names a layer that is not in it", {
           entry: name,
         });
-      if (entry.member.type !== "file")
+      if (entry.member.kind !== "file")
         throw new ImageArchiveError("a layer must be a regular file", { entry: name });
       return {
         member: name,

@@ -1,11 +1,12 @@
-import { type ByteSource, ImageArchiveError } from "@contexec/core";
+import { ImageArchiveError } from "../errors.js";
+import type { ByteSource } from "./byte-source.js";
 
 /**
- * A header-only reader for the tar inside a layer: it yields each entry's metadata and skips its
- * data, by seeking when the source is a file (an uncompressed layer costs one read per header).
- * The flattening plan is made from these headers; the bytes are streamed later with tar-stream.
- * Both must see the same entries in the same order, so this reader follows tar-stream's reading
- * rules where tar is ambiguous (see the comments).
+ * The one tar header reader: for an image archive (what `docker save` writes) and for the tar
+ * inside each layer. It yields each entry's metadata and skips its data, by seeking when the
+ * source is a file, so a large member costs nothing to pass. The layer flattener streams the
+ * bytes later with tar-stream; both must see the same entries in the same order, so this reader
+ * follows tar-stream's reading rules where tar is ambiguous (see the comments).
  */
 
 export type TarEntryKind =
@@ -35,6 +36,24 @@ export interface TarHeader {
   linkname: string;
   /** Where the entry's data starts in the source (its position after the header). */
   dataOffset: number;
+  /** The entry's data, when `capture` asked for it. */
+  data?: Buffer;
+  /** The first `headBytes` bytes of a regular file's data, when asked for (to sniff a format). */
+  head?: Buffer;
+}
+
+export interface ReadTarOptions {
+  /** Names the source in errors: "layer <member>", "the archive". */
+  what: string;
+  /**
+   * Refuse a tar that ends between entries without its end-of-archive blocks (a cut archive);
+   * by default it is accepted, as tar-stream and Go's archive/tar accept it.
+   */
+  requireEndMarker?: boolean;
+  /** Entries whose data to read and return (small metadata files). */
+  capture?: (header: TarHeader) => boolean;
+  /** Return this many leading bytes of every regular file's data. */
+  headBytes?: number;
 }
 
 const BLOCK = 512;
@@ -53,11 +72,14 @@ const KINDS: Record<string, TarEntryKind> = {
 };
 
 /**
- * Yields the entries of one tar stream. `what` names the source in errors ("layer <member>").
- * A source ending exactly between entries, without the end-of-archive blocks, is accepted (as
- * tar-stream and Go's archive/tar accept it); one ending inside an entry is an error.
+ * Yields the entries of one tar stream. A source ending inside an entry is an error; one ending
+ * exactly between entries without the end-of-archive blocks is too with `requireEndMarker`.
  */
-export async function* readTarHeaders(source: ByteSource, what: string): AsyncGenerator<TarHeader> {
+export async function* readTarHeaders(
+  source: ByteSource,
+  options: ReadTarOptions,
+): AsyncGenerator<TarHeader> {
+  const { what, capture, headBytes = 0 } = options;
   let pax: Record<string, string> | null = null;
   let globalPax: Record<string, string> | null = null;
   let longName: string | null = null;
@@ -66,6 +88,11 @@ export async function* readTarHeaders(source: ByteSource, what: string): AsyncGe
   for (;;) {
     const offset = source.position;
     const block = await readOrTruncated(source, BLOCK, what, true);
+    if (block === null && options.requireEndMarker) {
+      throw new ImageArchiveError(
+        `${what} ends without tar's end-of-archive marker: it is truncated or not a tar file`,
+      );
+    }
     if (block === null || isZero(block)) return;
     verifyChecksum(block, what, offset);
     const typeflag = String.fromCharCode(block[156] as number);
@@ -82,11 +109,9 @@ export async function* readTarHeaders(source: ByteSource, what: string): AsyncGe
       else longName = cString(data);
       continue;
     }
-    let name = cString(block.subarray(0, 100));
-    if (block.subarray(257, 263).toString("latin1") === "ustar\0" && block[345] !== 0) {
-      name = `${cString(block.subarray(345, 500))}/${name}`;
-    }
-    let linkname = cString(block.subarray(157, 257));
+    let name = field(block, 0, 100);
+    if (isUstar(block) && block[345] !== 0) name = `${field(block, 345, 155)}/${name}`;
+    let linkname = block[157] === 0 ? "" : field(block, 157, 100);
     let uid = readNumber(block, 108, 8);
     let gid = readNumber(block, 116, 8);
     let mtime = readNumber(block, 136, 12);
@@ -114,7 +139,7 @@ export async function* readTarHeaders(source: ByteSource, what: string): AsyncGe
     if (typeflag === "0" || typeflag === "\0") {
       if (name.endsWith("/")) kind = "directory";
     }
-    yield {
+    const header: TarHeader = {
       ordinal: ordinal++,
       name,
       kind,
@@ -129,7 +154,18 @@ export async function* readTarHeaders(source: ByteSource, what: string): AsyncGe
     };
     // tar-stream reads no data after a folder entry whatever its size says, and reads data after
     // every other kind; follow it exactly.
-    if (kind !== "directory" && size > 0) await skipOrTruncated(source, padded(size), what, name);
+    let left = kind !== "directory" && size > 0 ? padded(size) : 0;
+    if (left > 0 && capture?.(header)) {
+      const data = (await readOrTruncated(source, left, what, false)) as Buffer;
+      header.data = Buffer.from(data.subarray(0, size));
+      left = 0;
+    } else if (left > 0 && headBytes > 0 && kind === "file") {
+      const n = Math.min(headBytes, size);
+      header.head = Buffer.from((await readOrTruncated(source, n, what, false)) as Buffer);
+      left -= n;
+    }
+    if (left > 0) await skipOrTruncated(source, left, what, name);
+    yield header;
   }
 }
 
@@ -189,13 +225,28 @@ function verifyChecksum(block: Buffer, what: string, offset: number): void {
   }
   if (stored !== signed) {
     throw new ImageArchiveError(
-      `${what} is not a tar file or is corrupt: bad header checksum at offset ${offset} of the layer`,
+      `${what} is not a tar file or is corrupt: bad header checksum at offset ${offset}`,
     );
   }
 }
 
 function isZero(block: Buffer): boolean {
   for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+/** Text of a header field, up to its first NUL. */
+function field(block: Buffer, at: number, length: number): string {
+  let end = at;
+  const limit = at + length;
+  while (end < limit && block[end] !== 0) end++;
+  return block.toString("utf8", at, end);
+}
+
+const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
+
+function isUstar(block: Buffer): boolean {
+  for (let i = 0; i < 6; i++) if (block[257 + i] !== USTAR[i]) return false;
   return true;
 }
 

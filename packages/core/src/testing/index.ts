@@ -3,7 +3,8 @@ import { gzipSync } from "node:zlib";
 import * as tar from "tar-stream";
 
 /**
- * Builders of small tars, layers and image archives for tests (not part of the package build).
+ * Builders of small tars, layers and image archives, for tests of contexec and of backends built
+ * on it: `import { dockerArchiveOf } from "@contexec/core/testing"`.
  */
 
 export interface TarSpec {
@@ -78,12 +79,14 @@ export interface ImageSpec {
   entrypoint?: string[];
   cmd?: string[];
   workingDir?: string;
+  user?: string;
   labels?: Record<string, string>;
   architecture?: string;
   tag?: string;
 }
 
-function configOf(spec: ImageSpec): Buffer {
+/** The image config JSON of a spec (its sha256 is the image's id). */
+export function imageConfigOf(spec: ImageSpec): Buffer {
   return Buffer.from(
     JSON.stringify({
       architecture: spec.architecture ?? "amd64",
@@ -93,6 +96,7 @@ function configOf(spec: ImageSpec): Buffer {
         Entrypoint: spec.entrypoint ?? null,
         Cmd: spec.cmd ?? ["/bin/sh"],
         WorkingDir: spec.workingDir ?? "",
+        ...(spec.user !== undefined && { User: spec.user }),
         Labels: spec.labels ?? null,
       },
       rootfs: { type: "layers", diff_ids: spec.layers.map((l) => sha256(l)) },
@@ -106,9 +110,9 @@ function configOf(spec: ImageSpec): Buffer {
  */
 export async function dockerArchiveOf(
   spec: ImageSpec,
-  options: { omitLayer?: number } = {},
+  options: { omitLayer?: number; extra?: TarSpec[] } = {},
 ): Promise<Buffer> {
-  const config = configOf(spec);
+  const config = imageConfigOf(spec);
   const configName = `${sha256(config).slice(7)}.json`;
   const layerNames = spec.layers.map((l) => `${sha256(l).slice(7)}/layer.tar`);
   const manifest = [{ Config: configName, RepoTags: [spec.tag ?? "test/image:latest"], Layers: layerNames }];
@@ -116,19 +120,23 @@ export async function dockerArchiveOf(
   spec.layers.forEach((l, i) => {
     if (i !== options.omitLayer) entries.push({ name: layerNames[i] as string, content: l });
   });
-  entries.push({ name: "manifest.json", content: JSON.stringify(manifest) });
+  entries.push(...(options.extra ?? []), { name: "manifest.json", content: JSON.stringify(manifest) });
   return tarOf(entries);
 }
 
-/** An OCI image layout archive; layers gzip-compressed unless `compress` says otherwise. */
+/**
+ * An OCI image layout archive; layers gzip-compressed unless `compress` says otherwise. With
+ * `multiPlatform`, the manifest sits behind an index that also lists another platform's.
+ */
 export async function ociArchiveOf(
   spec: ImageSpec,
   compress: { mediaType: string; apply: (layer: Buffer) => Buffer } = {
     mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
     apply: (l) => gzipSync(l),
   },
+  options: { multiPlatform?: boolean } = {},
 ): Promise<Buffer> {
-  const config = configOf(spec);
+  const config = imageConfigOf(spec);
   const blobs: TarSpec[] = [];
   const blob = (data: Buffer) => {
     const digest = sha256(data);
@@ -144,16 +152,30 @@ export async function ociArchiveOf(
       layers,
     }),
   );
-  const index = {
-    schemaVersion: 2,
-    manifests: [
-      {
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        ...blob(manifest),
-        annotations: { "org.opencontainers.image.ref.name": spec.tag ?? "latest" },
-      },
-    ],
+  const annotations = { "org.opencontainers.image.ref.name": spec.tag ?? "latest" };
+  let top: Record<string, unknown> = {
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    ...blob(manifest),
   };
+  if (options.multiPlatform) {
+    const arch = process.arch === "x64" ? "amd64" : process.arch;
+    const other = blob(Buffer.from(JSON.stringify({ schemaVersion: 2, config: {}, layers: [] })));
+    const platforms = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          {
+            mediaType: "application/vnd.oci.image.manifest.v1+json",
+            ...other,
+            platform: { os: "linux", architecture: "s390x" },
+          },
+          { ...top, platform: { os: "linux", architecture: arch } },
+        ],
+      }),
+    );
+    top = { mediaType: "application/vnd.oci.image.index.v1+json", ...blob(platforms) };
+  }
+  const index = { schemaVersion: 2, manifests: [{ ...top, annotations }] };
   return tarOf([
     { name: "oci-layout", content: JSON.stringify({ imageLayoutVersion: "1.0.0" }) },
     { name: "index.json", content: JSON.stringify(index) },

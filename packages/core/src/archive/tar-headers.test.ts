@@ -1,13 +1,15 @@
 import { Readable } from "node:stream";
-import { ImageArchiveError, streamByteSource } from "@contexec/core";
 import * as tar from "tar-stream";
 import { describe, expect, it } from "vitest";
+import { ImageArchiveError } from "../errors.js";
+import { tarOf } from "../testing/index.js";
+import { streamByteSource } from "./byte-source.js";
 import { readTarHeaders, type TarHeader } from "./tar-headers.js";
-import { tarOf } from "./testing/image-tars.js";
 
 async function headers(data: Buffer): Promise<TarHeader[]> {
   const out: TarHeader[] = [];
-  for await (const h of readTarHeaders(streamByteSource(Readable.from([data])), "layer test")) out.push(h);
+  for await (const h of readTarHeaders(streamByteSource(Readable.from([data])), { what: "layer test" }))
+    out.push(h);
   return out;
 }
 
