@@ -541,7 +541,7 @@ export async function startFifoProcess(
   withStdin: boolean,
   signal: AbortSignal | undefined,
   runtime: string,
-): Promise<ExecProcess> {
+): Promise<ExecProcess & { pid: number | undefined }> {
   const stdio = await openFifoStdio(fifoDir, withStdin);
   const child = spawn(argv[0] as string, argv.slice(1), {
     env,
@@ -563,7 +563,7 @@ export async function startFifoProcess(
   };
   signal?.addEventListener("abort", onAbort, { once: true });
   void exitCode.finally(() => signal?.removeEventListener("abort", onAbort)).catch(() => {});
-  return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode };
+  return { stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr, exitCode, pid: child.pid };
 }
 
 /**

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import {
   CommandNotFoundError,
   type ContainerError,
@@ -21,7 +20,6 @@ import {
 } from "@contexec/core";
 import { execa } from "execa";
 import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
-import { openFifoStdio } from "./fifo-stdio.js";
 import {
   findNamespaceInit,
   isSameProcess,
@@ -76,7 +74,7 @@ export class ApptainerService implements Service {
   readonly #stderrTail = new StreamTail(8192);
   #state: ContainerState = "created";
   #instanceInit: ProcessEntry | undefined;
-  #main: ChildProcess | undefined;
+  #mainPid: number | undefined;
   #done: Promise<Outcome> | undefined;
   #outcome: Outcome | undefined;
   #stopping: Promise<ExitStatus> | undefined;
@@ -130,41 +128,34 @@ export class ApptainerService implements Service {
 
   async #startMain(): Promise<void> {
     const { main, processEnv } = this.#plan;
-    const stdio = await openFifoStdio(this.#plan.fifoDir, false);
-    const child = spawn(main.argv[0] as string, main.argv.slice(1), {
-      cwd: "/",
-      env: processEnv,
-      stdio: stdio.childStdio,
-      detached: true,
-    });
-    this.#main = child;
-    stdio.closeChildEnds();
-    stdio.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
-    stdio.stderr.on("data", (b: Buffer) => {
+    const proc = await startFifoProcess(
+      main.argv,
+      processEnv,
+      this.#plan.fifoDir,
+      false,
+      undefined,
+      this.#plan.runtime,
+    );
+    this.#mainPid = proc.pid;
+    proc.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
+    proc.stderr.on("data", (b: Buffer) => {
       this.#stderr.push(b);
       this.#stderrTail.write(b);
     });
     const closed = Promise.all(
-      [stdio.stdout, stdio.stderr].map((s) => new Promise<void>((r) => s.once("close", () => r()))),
+      [proc.stdout, proc.stderr].map((s) => new Promise<void>((r) => s.once("close", () => r()))),
     );
-    this.#done = new Promise<Outcome>((resolve) => {
-      child.once("error", (err) => {
-        resolve(
-          this.#finish({
-            error: new RuntimeError(this.#plan.runtime, `cannot run ${main.argv[0]}: ${err.message}`),
-          }),
-        );
-      });
-      child.once("exit", (code, signal) => {
-        // The output is complete once both streams have closed (bounded: a stray writer must not hold us).
-        void Promise.race([closed, delay(3000)]).then(() => {
-          const outcome = this.#outcomeOf(code, signal);
-          // The command is the service: when it ends, so does the instance.
-          void this.#endInstance();
-          resolve(this.#finish(outcome));
-        });
-      });
-    });
+    this.#done = proc.exitCode.then(
+      // The output is complete once both streams have closed (bounded: a stray writer must not hold us).
+      async (code) => {
+        await Promise.race([closed, delay(3000)]);
+        const outcome = this.#outcomeOf(code);
+        // The command is the service: when it ends, so does the instance.
+        void this.#endInstance();
+        return this.#finish(outcome);
+      },
+      (error: ContainerError) => this.#finish({ error }),
+    );
   }
 
   async state(): Promise<ContainerState> {
@@ -264,7 +255,7 @@ export class ApptainerService implements Service {
       const signal = options.signal ?? this.#plan.stopSignal ?? "SIGTERM";
       const target = await this.#mainPayload();
       if (target) signalProcess(target.pid, signal);
-      else if (this.#main?.pid !== undefined) signalProcess(this.#main.pid, signal);
+      else if (this.#mainPid !== undefined) signalProcess(this.#mainPid, signal);
       const graceMs = signal === "SIGKILL" ? 0 : (options.graceMs ?? DEFAULT_GRACE_MS);
       const ended = await Promise.race([this.#done.then(() => true), delay(graceMs).then(() => false)]);
       // Killing the instance's init ends every process in it, the command included.
@@ -285,7 +276,7 @@ export class ApptainerService implements Service {
 
   /** The command's own process: the first process of our exec in the instance's PID namespace. */
   async #mainPayload(): Promise<ProcessEntry | undefined> {
-    const pid = this.#main?.pid;
+    const pid = this.#mainPid;
     if (pid === undefined) return undefined;
     const found = await findNamespaceInit(pid);
     return found ? processEntry(found.pid) : undefined;
@@ -340,9 +331,8 @@ export class ApptainerService implements Service {
     return parseInstanceList(String(r.stdout)).some((i) => i.name === this.name);
   }
 
-  #outcomeOf(code: number | null, signal: NodeJS.Signals | null): Outcome {
-    if (signal) return { status: exitStatusFromSignal(signal) };
-    const exitCode = code ?? 255;
+  /** The exit code comes as 128+n when signal n ended the runtime process. */
+  #outcomeOf(exitCode: number): Outcome {
     const failure = classifyRuntimeFailure(
       exitCode,
       this.#stderrTail.text(),
