@@ -24,7 +24,7 @@ export interface ConformanceFixtures {
    * removed and re-created holding only new.txt (opaque), /data/keep/hardlink.txt a hard link to
    * the lower layer's /data/keep/file.txt ("hello"), /data/keep/link.txt a symlink to
    * ../keep/file.txt, /data/keep/suid.sh mode 4755; `ENV GREETING="hello world" FIXTURE=layered`,
-   * `WORKDIR /work/dir`, `ENTRYPOINT ["/bin/echo", "entry"]`, `CMD ["default-cmd"]`.
+   * `WORKDIR /work/dir`, `STOPSIGNAL SIGINT`, `ENTRYPOINT ["/bin/echo", "entry"]`, `CMD ["default-cmd"]`.
    */
   layered: string;
 }

@@ -39,7 +39,7 @@ export interface LoadOptions {
 }
 
 export interface KillOptions {
-  /** First signal; default SIGTERM (or the image's STOPSIGNAL where the runtime knows it). */
+  /** First signal; default: the image's STOPSIGNAL, else SIGTERM (on every backend). */
   signal?: NodeJS.Signals;
   /** How long to wait after the first signal before SIGKILL. Default 10 000 ms. */
   graceMs?: number;

@@ -10,6 +10,15 @@ export function signalNumber(signal: string): number | undefined {
   return (constants.signals as Record<string, number>)[signal];
 }
 
+/** An image's STOPSIGNAL ("SIGQUIT", "QUIT", "3") as a signal name; undefined when unknown. */
+export function stopSignalOf(value: string | undefined): NodeJS.Signals | undefined {
+  if (!value) return undefined;
+  const v = value.trim().toUpperCase();
+  if (/^\d+$/.test(v)) return SIGNAL_NAMES.get(Number(v));
+  const name = v.startsWith("SIG") ? v : `SIG${v}`;
+  return signalNumber(name) !== undefined ? (name as NodeJS.Signals) : undefined;
+}
+
 /**
  * An {@link ExitStatus} from an exit code as runtimes report it. 128+n is read as "ended by
  * signal n", the convention Docker and shells use (a process that itself exits 137 looks the same).

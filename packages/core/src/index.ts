@@ -64,7 +64,7 @@ export {
   type RuntimeInfo,
   type WaitOptions,
 } from "./executor.js";
-export { exitStatusFromCode, exitStatusFromSignal, signalNumber } from "./exit-status.js";
+export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
 export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";

@@ -38,6 +38,8 @@ export interface DockerContainerContext {
   short: <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => Promise<T>;
   /** argv[0], for error messages. */
   program: string;
+  /** The image's STOPSIGNAL: kill()'s default first signal, as on every backend. */
+  stopSignal: NodeJS.Signals | undefined;
   onRemoved: (c: DockerContainer) => void;
 }
 
@@ -180,7 +182,7 @@ export class DockerContainer implements Container {
       () => true,
       () => true,
     );
-    const signal = options.signal ?? "SIGTERM";
+    const signal = options.signal ?? this.#ctx.stopSignal ?? "SIGTERM";
     if (await this.#signal(signal)) {
       const graceMs = signal === "SIGKILL" ? 0 : (options.graceMs ?? DEFAULT_GRACE_MS);
       const timer = new AbortController();

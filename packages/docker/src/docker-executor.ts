@@ -25,6 +25,7 @@ import {
   type ServiceSummary,
   SUPPORTED,
   serviceName,
+  stopSignalOf,
   throwIfAborted,
   unsupported,
   validateSpec,
@@ -233,9 +234,10 @@ export class DockerExecutor implements ContainerExecutor {
     const valid = await validateSpec(spec);
     const image = await this.#inspectImage(valid.image);
     const gaps = checkCapabilities(valid, (await this.info()).capabilities, "docker");
+    const imageConfig = parseImageConfig({ config: image.Config });
     const body = renderCreateOptions(valid, {
       imageId: image.Id,
-      image: parseImageConfig({ config: image.Config }),
+      image: imageConfig,
       labels: {
         [LABEL_MANAGED]: "true",
         [LABEL_EXECUTOR]: this.instanceId,
@@ -266,6 +268,7 @@ export class DockerExecutor implements ContainerExecutor {
         where: this.#where,
         short: (operation, fn) => this.#short(operation, fn),
         program: body.Entrypoint[0] ?? "",
+        stopSignal: stopSignalOf(imageConfig.stopSignal),
         onRemoved: (c) => this.#containers.delete(c),
       });
       this.#containers.add(handle);

@@ -1,4 +1,4 @@
-import type { TarHeader } from "@contexec/core";
+import type { TarEntryKind, TarHeader } from "@contexec/core";
 import { AbortedError, ImageArchiveError } from "@contexec/core";
 import type { LayerSource } from "./layer-source.js";
 
@@ -25,18 +25,14 @@ import type { LayerSource } from "./layer-source.js";
  * sizes: file contents only pass through.
  */
 
-export type EntryKind = "file" | "link" | "symlink" | "directory" | "fifo";
+/** The kinds of entry an image keeps (device nodes are dropped, see the README). */
+export type EntryKind = Extract<TarEntryKind, "file" | "link" | "symlink" | "directory" | "fifo">;
 
-/** One entry of the plan's output tar. */
-export interface FlatEntry {
+/** One entry of the plan's output tar: a layer entry's metadata, at its path in the image. */
+export interface FlatEntry extends Pick<TarHeader, "mode" | "uid" | "gid" | "mtime" | "size"> {
   /** Path inside the image, relative, no leading slash: "usr/bin/env". */
   path: string;
   kind: EntryKind;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
   /** Symlink target as stored; for a hard link, the path of the entry it links to. */
   linkname: string;
 }

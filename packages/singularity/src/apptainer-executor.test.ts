@@ -1,5 +1,6 @@
+import { stopSignalOf } from "@contexec/core";
 import { describe, expect, it } from "vitest";
-import { ApptainerExecutor, createBackend, stopSignalOf } from "./apptainer-executor.js";
+import { ApptainerExecutor, createBackend } from "./apptainer-executor.js";
 import { LogBuffer } from "./apptainer-service.js";
 
 describe("createBackend", () => {

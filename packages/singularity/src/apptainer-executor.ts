@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { constants, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -24,7 +24,7 @@ import {
   type ServiceOptions,
   type ServiceSummary,
   serviceName,
-  signalNumber,
+  stopSignalOf,
   throwIfAborted,
   UnsupportedError,
   validateSpec,
@@ -533,18 +533,6 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   if (issues.length > 0)
     throw new InvalidConfigError(`invalid ${String(config.runtime)} executor config: ${issues.join("; ")}`);
   return new ApptainerExecutor(config as ApptainerExecutorOptions);
-}
-
-/** The image's STOPSIGNAL ("SIGQUIT", "QUIT", "3") as a signal name; undefined when unknown. */
-export function stopSignalOf(value: string | undefined): NodeJS.Signals | undefined {
-  if (!value) return undefined;
-  const v = value.trim().toUpperCase();
-  if (/^\d+$/.test(v)) {
-    const n = Number(v);
-    return Object.entries(constants.signals).find(([, num]) => num === n)?.[0] as NodeJS.Signals | undefined;
-  }
-  const name = v.startsWith("SIG") ? v : `SIG${v}`;
-  return signalNumber(name) !== undefined ? (name as NodeJS.Signals) : undefined;
 }
 
 /**

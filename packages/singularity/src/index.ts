@@ -6,7 +6,6 @@ export {
   type ConverterName,
   createApptainerExecutor,
   createBackend,
-  stopSignalOf,
 } from "./apptainer-executor.js";
 export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./apptainer-service.js";
 export {

@@ -32,6 +32,24 @@ export function registerKillCases(ctx: SuiteContext): void {
     expect(status.signal).toBeUndefined();
   });
 
+  test("kill() without a signal sends the image's STOPSIGNAL (SIGINT in the layered image)", async () => {
+    const c = await ctx.executor().create({
+      image: ctx.images().layered,
+      entrypoint: [
+        "sh",
+        "-c",
+        "trap 'exit 5' INT; trap 'exit 6' TERM; echo ready; while true; do sleep 0.1; done",
+      ],
+    });
+    ctx.defer(() => c.remove());
+    c.stderr.resume();
+    await c.start();
+    await once(c.stdout, "data");
+    c.stdout.resume();
+    await c.kill({ graceMs: 10_000 });
+    expect((await c.wait()).exitCode).toBe(5);
+  });
+
   test("a process that ignores SIGTERM is killed with SIGKILL after the grace period", async () => {
     const c = await ctx.executor().create({
       image: ctx.images().busybox,
