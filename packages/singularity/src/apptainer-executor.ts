@@ -31,25 +31,25 @@ import {
 } from "@contexec/core";
 import { execa } from "execa";
 import { onExit } from "signal-exit";
-import { ApptainerContainer } from "./apptainer-container.js";
-import { ApptainerService } from "./apptainer-service.js";
-import { planCgroups } from "./cgroup-limits.js";
-import { findBinary, findOnPath } from "./find-binary.js";
-import { type NumericUser, resolveUser } from "./image-user.js";
-import { NativeSifConverter } from "./native-converter.js";
-import { probeRuntime, type RuntimeProbe } from "./probe.js";
+import { NativeSifConverter } from "./image/native-converter.js";
+import { defaultCacheDir, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
+import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
+import { pathInSif, readFileInSif } from "./image/sif-paths.js";
+import { type NumericUser, resolveUser } from "./plan/image-user.js";
 import {
   type ApptainerCommand,
   apptainerSpecChecks,
   type RenderProbe,
   renderApptainerCommand,
   renderApptainerInstance,
-} from "./render-apptainer-command.js";
-import { runtimeProcessEnv } from "./runtime-env.js";
-import { parseRuntimeVersion, type RuntimeVersion } from "./runtime-version.js";
-import { defaultCacheDir, SifCache, type SifCacheEntry } from "./sif-cache.js";
-import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./sif-converter.js";
-import { pathInSif, readFileInSif } from "./sif-paths.js";
+} from "./plan/render-apptainer-command.js";
+import { runtimeProcessEnv } from "./plan/runtime-env.js";
+import { findBinary, findOnPath } from "./probe/find-binary.js";
+import { probeRuntime, type RuntimeProbe } from "./probe/probe.js";
+import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
+import { planCgroups } from "./process/cgroup-limits.js";
+import { ApptainerContainer } from "./run/apptainer-container.js";
+import { ApptainerService } from "./run/apptainer-service.js";
 
 export const CONVERTER_NAMES = ["native", "apptainer-build"] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];

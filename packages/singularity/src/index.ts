@@ -1,4 +1,3 @@
-export { ApptainerContainer, type ContainerPlan } from "./apptainer-container.js";
 export {
   ApptainerExecutor,
   type ApptainerExecutorOptions,
@@ -7,38 +6,7 @@ export {
   createApptainerExecutor,
   createBackend,
 } from "./apptainer-executor.js";
-export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./apptainer-service.js";
-export {
-  BINARY_ENV,
-  binaryCandidates,
-  type FindBinaryOptions,
-  findBinary,
-  findOnPath,
-} from "./find-binary.js";
-export { NativeSifConverter } from "./native-converter.js";
-export { interfacesOf, type ProbeOptions, parseLimits, probeRuntime, type RuntimeProbe } from "./probe.js";
-export {
-  type ApptainerCommand,
-  apptainerSpecChecks,
-  DOCKER_DEFAULT_CAPS,
-  gpuEnv,
-  type InstanceCommands,
-  type RenderOptions,
-  type RenderProbe,
-  renderApptainerCommand,
-  renderApptainerInstance,
-  renderInstanceExec,
-} from "./render-apptainer-command.js";
-export { runtimeProcessEnv } from "./runtime-env.js";
-export {
-  configPrefixOf,
-  envPrefixOf,
-  parseRuntimeVersion,
-  RUNTIME_FLAVORS,
-  type RuntimeFlavor,
-  type RuntimeVersion,
-  versionAtLeast,
-} from "./runtime-version.js";
+export { NativeSifConverter } from "./image/native-converter.js";
 export {
   checkSif,
   defaultCacheDir,
@@ -50,7 +18,7 @@ export {
   SifCache,
   type SifCacheEntry,
   type SifCacheOptions,
-} from "./sif-cache.js";
+} from "./image/sif-cache.js";
 export {
   ApptainerBuildConverter,
   type ApptainerBuildConverterOptions,
@@ -58,5 +26,48 @@ export {
   type SifConverter,
   type SifConvertInput,
   type SifConvertOptions,
-} from "./sif-converter.js";
-export { classifyRuntimeFailure, fatalMessage, type RuntimeFailure, StreamTail } from "./stderr-tail.js";
+} from "./image/sif-converter.js";
+export {
+  type ApptainerCommand,
+  apptainerSpecChecks,
+  DOCKER_DEFAULT_CAPS,
+  gpuEnv,
+  type InstanceCommands,
+  type RenderOptions,
+  type RenderProbe,
+  renderApptainerCommand,
+  renderApptainerInstance,
+  renderInstanceExec,
+} from "./plan/render-apptainer-command.js";
+export { runtimeProcessEnv } from "./plan/runtime-env.js";
+export {
+  BINARY_ENV,
+  binaryCandidates,
+  type FindBinaryOptions,
+  findBinary,
+  findOnPath,
+} from "./probe/find-binary.js";
+export {
+  interfacesOf,
+  type ProbeOptions,
+  parseLimits,
+  probeRuntime,
+  type RuntimeProbe,
+} from "./probe/probe.js";
+export {
+  configPrefixOf,
+  envPrefixOf,
+  parseRuntimeVersion,
+  RUNTIME_FLAVORS,
+  type RuntimeFlavor,
+  type RuntimeVersion,
+  versionAtLeast,
+} from "./probe/runtime-version.js";
+export {
+  classifyRuntimeFailure,
+  fatalMessage,
+  type RuntimeFailure,
+  StreamTail,
+} from "./process/stderr-tail.js";
+export { ApptainerContainer, type ContainerPlan } from "./run/apptainer-container.js";
+export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./run/apptainer-service.js";

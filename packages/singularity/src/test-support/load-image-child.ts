@@ -4,8 +4,8 @@
 // argv: cacheDir archive counterFile [hang]
 import { appendFile, writeFile } from "node:fs/promises";
 import { ApptainerExecutor } from "../apptainer-executor.js";
-import { findBinary } from "../find-binary.js";
-import { ApptainerBuildConverter, type SifConverter } from "../sif-converter.js";
+import { ApptainerBuildConverter, type SifConverter } from "../image/sif-converter.js";
+import { findBinary } from "../probe/find-binary.js";
 
 const [cacheDir, archive, counter, mode] = process.argv.slice(2) as [
   string,

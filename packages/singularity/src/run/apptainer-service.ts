@@ -19,17 +19,21 @@ import {
   validateArgv,
 } from "@contexec/core";
 import { execa } from "execa";
-import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
+import {
+  type ApptainerCommand,
+  type RenderProbe,
+  renderInstanceExec,
+} from "../plan/render-apptainer-command.js";
+import { envPrefixOf } from "../probe/runtime-version.js";
 import {
   findNamespaceInit,
   isSameProcess,
   type ProcessEntry,
   processEntry,
   signalProcess,
-} from "./process-tree.js";
-import { type ApptainerCommand, type RenderProbe, renderInstanceExec } from "./render-apptainer-command.js";
-import { envPrefixOf } from "./runtime-version.js";
-import { classifyRuntimeFailure, StreamTail } from "./stderr-tail.js";
+} from "../process/process-tree.js";
+import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
+import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
 
 /** Bytes of each stream a service keeps for logs(): the most recent ones. */
 const LOG_LIMIT = 1024 * 1024;

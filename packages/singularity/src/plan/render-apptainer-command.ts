@@ -7,8 +7,8 @@ import {
   resolveWorkdir,
   type SpecIssue,
 } from "@contexec/core";
+import { envPrefixOf, type RuntimeFlavor } from "../probe/runtime-version.js";
 import type { NumericUser } from "./image-user.js";
-import { envPrefixOf, type RuntimeFlavor } from "./runtime-version.js";
 
 /** What the probe found that changes the command line. Plain data: rendering reads nothing else. */
 export interface RenderProbe {

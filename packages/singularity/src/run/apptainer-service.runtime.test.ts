@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ApptainerExecutor } from "./apptainer-executor.js";
+import { ApptainerExecutor } from "../apptainer-executor.js";
+import { renderInstanceExec } from "../plan/render-apptainer-command.js";
 import { parseInstanceList } from "./apptainer-service.js";
-import { renderInstanceExec } from "./render-apptainer-command.js";
 
 // What only an instance gives: the runtime lists it, and other processes reach it by name.
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");

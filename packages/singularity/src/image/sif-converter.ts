@@ -2,9 +2,9 @@ import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AbortedError, type ImageArchive, RuntimeError, RuntimeUnavailableError } from "@contexec/core";
 import { execa } from "execa";
-import { runtimeProcessEnv } from "./runtime-env.js";
-import { configPrefixOf, type RuntimeFlavor } from "./runtime-version.js";
-import { fatalMessage } from "./stderr-tail.js";
+import { runtimeProcessEnv } from "../plan/runtime-env.js";
+import { configPrefixOf, type RuntimeFlavor } from "../probe/runtime-version.js";
+import { fatalMessage } from "../process/stderr-tail.js";
 
 export interface SifConvertInput {
   /** The docker-archive or OCI layout tarball, a file on disk. */

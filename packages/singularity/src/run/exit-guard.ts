@@ -1,5 +1,5 @@
 import { onExit } from "signal-exit";
-import { descendantsOf, listProcessesSync } from "./process-tree.js";
+import { descendantsOf, listProcessesSync } from "../process/process-tree.js";
 
 /** What to SIGKILL if this Node process ends while the container runs. */
 export interface GuardedProcess {

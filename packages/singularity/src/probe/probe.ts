@@ -10,21 +10,21 @@ import {
   unsupported,
 } from "@contexec/core";
 import { execa } from "execa";
+import { DOCKER_DEFAULT_CAPS, type RenderProbe } from "../plan/render-apptainer-command.js";
+import { runtimeProcessEnv } from "../plan/runtime-env.js";
 import {
   applyCgroups,
   type CgroupLayout,
   detectCgroupLayout,
   planCgroups,
   removeCgroups,
-} from "./cgroup-limits.js";
+} from "../process/cgroup-limits.js";
+import { joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
+import { type ContainerProcesses, findContainerProcesses, signalProcess } from "../process/process-tree.js";
+import { fatalMessage } from "../process/stderr-tail.js";
 import { findOnPath } from "./find-binary.js";
-import { joinCgroupsArgv, nsenterArgv } from "./nsenter.js";
 import { makeProbeSandbox } from "./probe-sandbox.js";
-import { type ContainerProcesses, findContainerProcesses, signalProcess } from "./process-tree.js";
-import { DOCKER_DEFAULT_CAPS, type RenderProbe } from "./render-apptainer-command.js";
-import { runtimeProcessEnv } from "./runtime-env.js";
 import { parseRuntimeVersion, type RuntimeFlavor } from "./runtime-version.js";
-import { fatalMessage } from "./stderr-tail.js";
 
 export interface ProbeOptions {
   binary: string;

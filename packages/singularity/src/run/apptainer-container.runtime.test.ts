@@ -4,8 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ContainerSpec, collect, runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ApptainerContainer } from "./apptainer-container.js";
-import { ApptainerExecutor } from "./apptainer-executor.js";
+import { ApptainerExecutor } from "../apptainer-executor.js";
 import {
   descendantsOf,
   isRunning,
@@ -14,9 +13,10 @@ import {
   type ProcessEntry,
   processEntry,
   processesInNamespace,
-} from "./process-tree.js";
-import { runChild } from "./test-support/child-process.js";
-import { fixtures } from "./test-support/fixtures.js";
+} from "../process/process-tree.js";
+import { runChild } from "../test-support/child-process.js";
+import { fixtures } from "../test-support/fixtures.js";
+import type { ApptainerContainer } from "./apptainer-container.js";
 
 const { busybox, layered } = fixtures();
 let work: string;

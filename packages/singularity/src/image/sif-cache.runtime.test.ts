@@ -15,10 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApptainerExecutor } from "./apptainer-executor.js";
+import { ApptainerExecutor } from "../apptainer-executor.js";
+import { runChild } from "../test-support/child-process.js";
+import { fixtures } from "../test-support/fixtures.js";
 import { checkSif } from "./sif-cache.js";
-import { runChild } from "./test-support/child-process.js";
-import { fixtures } from "./test-support/fixtures.js";
 
 const { busybox, layered } = fixtures();
 let work: string;

@@ -25,16 +25,15 @@ import {
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
+import type { ApptainerCommand } from "../plan/render-apptainer-command.js";
 import {
   applyCgroups,
   type CgroupPlan,
   moveIntoCgroups,
   oomKilledIn,
   removeCgroups,
-} from "./cgroup-limits.js";
-import { guardProcess } from "./exit-guard.js";
-import { type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
-import { cgroupProcsFiles, joinCgroupsArgv, nsenterArgv } from "./nsenter.js";
+} from "../process/cgroup-limits.js";
+import { cgroupProcsFiles, joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
 import {
   type ContainerProcesses,
   descendantsOf,
@@ -47,9 +46,10 @@ import {
   processEntry,
   processesInNamespace,
   signalProcess,
-} from "./process-tree.js";
-import type { ApptainerCommand } from "./render-apptainer-command.js";
-import { classifyRuntimeFailure, StreamTail } from "./stderr-tail.js";
+} from "../process/process-tree.js";
+import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
+import { guardProcess } from "./exit-guard.js";
+import { type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
 
 /** Everything a container needs to run, decided by the executor at create(). */
 export interface ContainerPlan {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CAPABILITY_NAMES } from "@contexec/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { ApptainerExecutor } from "./apptainer-executor.js";
+import { ApptainerExecutor } from "../apptainer-executor.js";
 import { findBinary } from "./find-binary.js";
 import { probeRuntime } from "./probe.js";
 
