@@ -1,5 +1,5 @@
 import type { Readable, Writable } from "node:stream";
-import type { Capabilities } from "./capabilities.js";
+import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
@@ -20,14 +20,11 @@ export interface ExitStatus {
   oomKilled: boolean;
 }
 
-/** What the runtime is and what it can do here. */
-export interface RuntimeInfo {
-  /** The backend's name: "docker", "apptainer", ... */
-  runtime: string;
-  /** What is actually installed: "docker", "apptainer", "singularityce", "singularity". */
-  flavor: string;
-  version: string;
-  capabilities: Capabilities;
+/**
+ * What the runtime is and what it can do here: its {@link RuntimeProfile} (which planning reads,
+ * and `contexec probe --json` records) and free-form details for people.
+ */
+export interface RuntimeInfo extends RuntimeProfile {
   /** Free-form runtime details (API version, binary path, storage driver). */
   details: Record<string, string>;
 }
@@ -103,7 +100,13 @@ export interface ContainerExecutor {
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
-  /** Validates the spec and creates a container; nothing runs until `start()`. */
+  /**
+   * Plans a run of `spec` without running anything: validates it, checks capabilities and
+   * resolves the image as `create()` does, and returns the {@link RunPlan} that `create()` would
+   * run. With `options.profile` it plans for another machine (no runtime needed here).
+   */
+  plan(spec: ContainerSpec, options?: PlanOptions): Promise<RunPlan>;
+  /** Validates the spec and creates a container from its plan; nothing runs until `start()`. */
   create(spec: ContainerSpec): Promise<Container>;
   /**
    * Starts a long-running container in the background (Docker: a detached container; Apptainer:

@@ -66,6 +66,26 @@ export {
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export {
+  describePlan,
+  type FormatPlanOptions,
+  formatPlan,
+  PLAN_SETUP_FAILED_EXIT,
+} from "./plan/format-plan.js";
+export { hostFacts } from "./plan/host-facts.js";
+export {
+  type HostFacts,
+  type PlannedCommand,
+  type PlannedImage,
+  type PlannedProcess,
+  type PlanOptions,
+  type PlanStep,
+  PRIVILEGE_MODES,
+  type PrivilegeMode,
+  type RunPlan,
+  type RuntimeProfile,
+} from "./plan/run-plan.js";
+export { runCleanupSteps, runPlanSteps } from "./plan/run-plan-steps.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
 export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
 export type {
@@ -79,6 +99,7 @@ export type {
   ServiceSummary,
   StopOptions,
 } from "./service.js";
+export { shellJoin, shellQuote } from "./shell-quote.js";
 export {
   type BindMount,
   type ContainerSpec,

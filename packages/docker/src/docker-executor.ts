@@ -10,14 +10,17 @@ import {
   type Capabilities,
   type ContainerExecutor,
   type ContainerSpec,
-  checkCapabilities,
   type ExecutorConfig,
+  hostFacts,
   type ImageId,
   ImageNotFoundError,
   InvalidConfigError,
+  InvalidSpecError,
   type LoadOptions,
   launchService,
+  type PlanOptions,
   parseImageConfig,
+  type RunPlan,
   RuntimeError,
   type RuntimeInfo,
   readImageArchive,
@@ -34,11 +37,12 @@ import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { DockerService } from "./docker-service.js";
+import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
 import {
+  type DockerCreateBody,
   LABEL_EXECUTOR,
   LABEL_MANAGED,
   LABEL_SERVICE,
-  renderCreateOptions,
 } from "./render-create-options.js";
 
 export interface DockerExecutorOptions {
@@ -120,11 +124,18 @@ export class DockerExecutor implements ContainerExecutor {
       ports: SUPPORTED,
       exec: SUPPORTED,
     };
+    const rootless = ((info.SecurityOptions as string[] | undefined) ?? []).some((o) =>
+      o.includes("name=rootless"),
+    );
     return {
       runtime: "docker",
       flavor: "docker",
       version: version.Version,
+      privilege: rootless ? "rootless-daemon" : "daemon",
       capabilities,
+      planner: { apiVersion: version.ApiVersion },
+      host: hostFacts(),
+      probedAt: new Date().toISOString(),
       details: {
         apiVersion: version.ApiVersion,
         storageDriver: String(info.Driver ?? ""),
@@ -230,22 +241,78 @@ export class DockerExecutor implements ContainerExecutor {
     return Promise.all(live.map(async (s) => ({ id: s.id, name: s.name, state: await s.state() })));
   }
 
-  async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
-    const valid = await validateSpec(spec);
-    const image = await this.#inspectImage(valid.image);
-    const gaps = checkCapabilities(valid, (await this.info()).capabilities, "docker");
-    const imageConfig = parseImageConfig({ config: image.Config });
-    const body = renderCreateOptions(valid, {
-      imageId: image.Id,
-      image: imageConfig,
+  /**
+   * The plan of a run: the Engine API body `create()` sends and the equivalent `docker run`
+   * argv. With `options.profile` no daemon is asked for capabilities; with `options.archive` the
+   * image's config is read from the archive (so no daemon is needed at all).
+   */
+  plan(spec: ContainerSpec, options: PlanOptions = {}): Promise<RunPlan> {
+    return this.#plan(spec, options, { detached: false });
+  }
+
+  async #plan(spec: ContainerSpec, options: PlanOptions, mode: { detached: boolean }): Promise<RunPlan> {
+    throwIfAborted(options.signal, "planning the run");
+    const valid = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
+    const profile = options.profile ?? (await this.info());
+    let image: DockerPlanInput["image"];
+    if (options.archive !== undefined) {
+      const archive = await readImageArchive(
+        options.archive,
+        options.signal ? { signal: options.signal } : {},
+      );
+      if (valid.image !== archive.id && !archive.repoTags.includes(valid.image)) {
+        throw new InvalidSpecError([
+          {
+            path: "image",
+            message: `${valid.image} is neither the id nor a tag of the archive ${options.archive} (${archive.id}${archive.repoTags.length ? `, ${archive.repoTags.join(", ")}` : ""})`,
+          },
+        ]);
+      }
+      const present = options.profile ? false : await this.hasImage(archive.id).catch(() => false);
+      image = {
+        id: archive.id,
+        config: archive.config,
+        tags: archive.repoTags,
+        present,
+        archive: options.archive,
+      };
+    } else {
+      const inspected = await this.#inspectImage(valid.image);
+      image = {
+        id: inspected.Id as ImageId,
+        config: parseImageConfig({ config: inspected.Config }),
+        tags: inspected.RepoTags ?? [],
+        present: true,
+      };
+    }
+    return planDockerRun({
+      spec: valid,
+      profile,
+      image,
       labels: {
         [LABEL_MANAGED]: "true",
         [LABEL_EXECUTOR]: this.instanceId,
         ...(mode.detached && { [LABEL_SERVICE]: "true" }),
       },
-      ignore: new Set(gaps.map((g) => g.field)),
       detached: mode.detached,
+      cliEnv: this.#cliEnv(),
     });
+  }
+
+  /** The environment a pasted `docker` command needs to reach this executor's daemon. */
+  #cliEnv(): Record<string, string> {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin" };
+    if (process.env.HOME) env.HOME = process.env.HOME;
+    const host = this.#where.startsWith("/") ? `unix://${this.#where}` : this.#where;
+    if (/^(unix|tcp|ssh|npipe):\/\//.test(host)) env.DOCKER_HOST = host;
+    return env;
+  }
+
+  async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
+    const plan = await this.#plan(spec, {}, mode);
+    if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
+    const body = plan.dockerCreateBody as unknown as DockerCreateBody;
+    const valid = plan.spec;
     const container = await this.#short("creating the container", (signal) =>
       this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
     );
@@ -268,7 +335,7 @@ export class DockerExecutor implements ContainerExecutor {
         where: this.#where,
         short: (operation, fn) => this.#short(operation, fn),
         program: body.Entrypoint[0] ?? "",
-        stopSignal: stopSignalOf(imageConfig.stopSignal),
+        stopSignal: stopSignalOf(plan.process.stopSignal),
         onRemoved: (c) => this.#containers.delete(c),
       });
       this.#containers.add(handle);

@@ -9,45 +9,51 @@ import {
   AbortedError,
   type ContainerExecutor,
   type ContainerSpec,
-  checkCapabilities,
   type ExecutorConfig,
+  hostFacts,
+  type ImageArchive,
   type ImageId,
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  type PlanOptions,
+  type RunPlan,
+  RuntimeError,
   type RuntimeInfo,
+  type RuntimeProfile,
   RuntimeUnavailableError,
   readImageArchive,
   resolveWorkdir,
+  runCleanupSteps,
+  runPlanSteps,
   type ServiceOptions,
   type ServiceSummary,
   serviceName,
   stopSignalOf,
   throwIfAborted,
-  UnsupportedError,
   validateSpec,
 } from "@contexec/core";
+import { readImageFiles } from "@contexec/sif";
 import { execa } from "execa";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
-import { defaultCacheDir, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
+import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
 import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
 import { pathInSif, readFileInSif } from "./image/sif-paths.js";
-import { type NumericUser, resolveUser } from "./plan/image-user.js";
 import {
-  type ApptainerCommand,
-  apptainerSpecChecks,
-  type RenderProbe,
-  renderApptainerCommand,
-  renderApptainerInstance,
-} from "./plan/render-apptainer-command.js";
+  type ApptainerImageFacts,
+  type ApptainerPlan,
+  type ApptainerPlannerFacts,
+  apptainerPlannerFacts,
+  planApptainerRun,
+} from "./plan/plan-apptainer-run.js";
+import { type ApptainerCommand, apptainerSpecChecks } from "./plan/render-apptainer-command.js";
 import { runtimeProcessEnv } from "./plan/runtime-env.js";
 import { findBinary, findOnPath } from "./probe/find-binary.js";
 import { probeRuntime, type RuntimeProbe } from "./probe/probe.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
-import { planCgroups } from "./process/cgroup-limits.js";
 import { ApptainerContainer } from "./run/apptainer-container.js";
 import { ApptainerService } from "./run/apptainer-service.js";
 
@@ -142,11 +148,21 @@ export class ApptainerExecutor implements ContainerExecutor {
   async info(): Promise<RuntimeInfo> {
     const probe = await this.probe();
     const converter = await this.#getConverter().catch(() => undefined);
+    const planner: ApptainerPlannerFacts = {
+      binary: probe.binary,
+      render: probe.render,
+      ...(probe.nsenter && { nsenter: probe.nsenter }),
+      ...(probe.cgroupLayout && { cgroupLayout: probe.cgroupLayout }),
+    };
     return {
       runtime: this.runtime,
       flavor: probe.flavor,
       version: probe.version,
+      privilege: probe.privilege,
       capabilities: probe.capabilities,
+      planner: planner as unknown as Record<string, unknown>,
+      host: hostFacts(),
+      probedAt: probe.probedAt,
       details: {
         ...probe.details,
         cacheDir: this.cache.dir,
@@ -221,7 +237,16 @@ export class ApptainerExecutor implements ContainerExecutor {
    * spec and checks capabilities exactly as create() does.
    */
   async renderCommand(spec: ContainerSpec): Promise<ApptainerCommand> {
-    return (await this.#plan(spec, "dry-run")).command;
+    return (await this.#plan(spec, {}, randomBytes(32).toString("hex"))).command;
+  }
+
+  /**
+   * The plan of a run (see ContainerExecutor.plan): validated, capabilities checked, the image
+   * found in the cache (or, with `options.archive`, read from the archive: no runtime needed
+   * with `options.profile`). Nothing is made on disk.
+   */
+  async plan(spec: ContainerSpec, options: PlanOptions = {}): Promise<RunPlan> {
+    return (await this.#plan(spec, options, randomBytes(32).toString("hex"))).plan;
   }
 
   /**
@@ -232,23 +257,35 @@ export class ApptainerExecutor implements ContainerExecutor {
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
     const name = serviceName(spec.name, options);
-    const plan = await this.#plan({ ...spec, name }, randomBytes(32).toString("hex"), { instance: name });
-    if (!plan.instance) throw new Error("unreachable: a service plan has instance commands");
+    const planned = await this.#plan({ ...spec, name }, {}, randomBytes(32).toString("hex"), name);
+    const { plan, instance } = planned;
+    if (!instance) throw new Error("unreachable: a service plan has instance commands");
+    const facts = apptainerPlannerFacts(await this.info());
+    await runPlanSteps(plan.before).catch(async (err) => {
+      await runCleanupSteps(plan.after);
+      throw new RuntimeError(
+        this.runtime,
+        `cannot prepare the service's scratch folder: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    });
     const service = new ApptainerService({
       name,
-      start: plan.instance.start,
-      main: plan.instance.main,
-      processEnv: plan.processEnv,
+      start: instance.start,
+      main: instance.main,
+      processEnv: plan.command.env,
       baseEnv: runtimeProcessEnv(this.#env),
-      render: plan.probe.render,
-      binary: plan.probe.binary,
+      render: facts.render,
+      binary: facts.binary,
       runtime: this.runtime,
       network: spec.network,
-      stopSignal: stopSignalOf(plan.entry.config.stopSignal),
+      stopSignal: stopSignalOf(plan.process.stopSignal),
       fifoDir: await this.#tmp(),
       onStopped: (s) => {
         this.#services.delete(s);
-        if (plan.homeSource) void rm(plan.homeSource, { recursive: true, force: true });
+        void runCleanupSteps(plan.after);
       },
     });
     this.#services.add(service);
@@ -271,25 +308,31 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
-    const { command, id, probe, entry, processEnv, cgroups, homeSource } = await this.#plan(
-      spec,
-      randomBytes(32).toString("hex"),
-    );
+    const id = randomBytes(32).toString("hex");
+    const { plan, command, cgroups } = await this.#plan(spec, {}, id);
+    if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
+      throw new InvalidSpecError([
+        {
+          path: "name",
+          message: `a container named "${plan.spec.name}" already exists in this executor; remove it first`,
+        },
+      ]);
+    }
     this.#assertOpen();
+    const profile = await this.info();
     const container = new ApptainerContainer({
       id,
-      spec,
+      spec: plan.spec,
+      run: plan,
       command,
-      processEnv,
       runtime: this.runtime,
-      stopSignal: stopSignalOf(entry.config.stopSignal),
-      exec: probe.capabilities.exec,
-      nsenter: probe.nsenter,
+      stopSignal: stopSignalOf(plan.process.stopSignal),
+      exec: profile.capabilities.exec,
+      nsenter: apptainerPlannerFacts(profile).nsenter,
       fifoDir: await this.#tmp(),
       cgroups,
       onRemoved: (c) => {
         this.#containers.delete(c);
-        if (homeSource) void rm(homeSource, { recursive: true, force: true });
       },
     });
     this.#containers.add(container);
@@ -314,89 +357,110 @@ export class ApptainerExecutor implements ContainerExecutor {
     }
   }
 
-  async #plan(spec: ContainerSpec, id: string, service?: { instance: string }) {
-    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
-    const probe = await this.probe();
-    checkCapabilities(valid, probe.capabilities, this.runtime);
-    const entry = await this.image(valid.image);
-    if (valid.name !== undefined && [...this.#containers].some((c) => c.name === valid.name)) {
-      throw new InvalidSpecError([
-        {
-          path: "name",
-          message: `a container named "${valid.name}" already exists in this executor; remove it first`,
-        },
-      ]);
-    }
-    const workdir = resolveWorkdir(entry.config, valid);
-    const createWorkdir = !(await this.#workdirExists(entry, workdir));
-    // Limits through cgroups of our own: the container sees them at /sys/fs/cgroup, its OOM kills
-    // are counted after it ends (Apptainer removes the cgroups it makes), and the runtime's own
-    // processes (starter, squashfuse) stay outside, neither charged nor OOM-killed.
-    const cgroups =
-      !service && probe.render.ownCgroups && probe.cgroupLayout
-        ? planCgroups(
-            probe.cgroupLayout,
-            `contexec-${id.slice(0, 16)}`,
-            { memoryBytes: valid.resources?.memoryBytes, cpus: valid.resources?.cpus },
-            join(await this.#tmp(), "cgroup-mount-points"),
-          )
-        : undefined;
-    const user = await this.#user(valid, entry, probe);
-    // HOME's private folder (see renderApptainerCommand); a dry run names one without making it.
-    const tmp = await this.#tmp();
-    const homeSource = id === "dry-run" ? join(tmp, "home") : await mkdtemp(join(tmp, "home-"));
-    const renderOptions = {
-      ...(user && { user }),
-      binary: probe.binary,
-      createWorkdir,
-      homeSource,
-      ...(cgroups && { cgroup: { binds: cgroups.binds } }),
-    };
-    const command = renderApptainerCommand(valid, entry.config, probe.render, entry.sifPath, renderOptions);
-    const instance = service
-      ? renderApptainerInstance(
-          valid,
-          entry.config,
-          serviceRender(valid, probe.render),
-          entry.sifPath,
-          service.instance,
-          renderOptions,
-        )
-      : undefined;
-    return {
-      instance,
+  async #plan(
+    spec: ContainerSpec,
+    options: PlanOptions,
+    id: string,
+    instance?: string,
+  ): Promise<ApptainerPlan> {
+    throwIfAborted(options.signal, "planning the run");
+    const valid = await validateSpec(spec, {
+      extraChecks: apptainerSpecChecks,
+      checkHostPaths: options.checkHostPaths !== false,
+    });
+    const profile = options.profile ?? (await this.info());
+    const image = await this.#imageFacts(valid, profile, options);
+    // Planned for this machine: the scratch folder lives in the executor's own (gone with it,
+    // even when the process dies); for another machine, in its temp folder.
+    const scratchDir = options.profile
+      ? join(this.#options.tmpDir ?? "/tmp", `contexec-${id.slice(0, 16)}`)
+      : join(await this.#tmp(), `c-${id.slice(0, 16)}`);
+    return planApptainerRun({
+      spec: valid,
+      runtime: this.runtime,
+      profile,
+      image,
       id,
-      probe,
-      entry,
-      command,
-      cgroups,
-      renderOptions,
-      homeSource: id === "dry-run" ? undefined : homeSource,
-      processEnv: runtimeProcessEnv(this.#env, command.env),
-    };
+      scratchDir,
+      runtimeEnv: runtimeProcessEnv(this.#env),
+      ...(instance !== undefined && { instance }),
+    });
   }
 
   /**
-   * The user to run as, numeric: spec.user, else the image's USER (as Docker), where the runtime
-   * can switch users. Without that capability the image's USER is not honoured (the container
-   * runs as the caller); spec.user was already refused or ignored by checkCapabilities.
+   * What planning needs to know of the image: from the cache when it is there, else from
+   * `options.archive` (read here, no runtime needed): its config, whether the working folder
+   * exists in it, and its passwd and group files when a user name must be resolved.
    */
-  async #user(
+  async #imageFacts(
     spec: ContainerSpec,
-    entry: SifCacheEntry,
-    probe: RuntimeProbe,
-  ): Promise<NumericUser | undefined> {
-    if (!probe.capabilities.user.supported) return undefined;
-    const wanted = spec.user ?? (entry.config.user || undefined);
-    if (wanted === undefined) return undefined;
-    const field = spec.user !== undefined ? "user" : "image USER";
-    if (/^\d+(:\d+)?$/.test(wanted) && wanted.includes(":"))
-      return resolveUser(wanted, undefined, undefined, field);
+    profile: RuntimeProfile,
+    options: PlanOptions,
+  ): Promise<ApptainerImageFacts> {
+    let archive: ImageArchive | undefined;
+    if (options.archive !== undefined) {
+      archive = await readImageArchive(options.archive, options.signal ? { signal: options.signal } : {});
+      if (
+        spec.image !== archive.id &&
+        !archive.repoTags.some((t) => normalizeTag(t) === normalizeTag(spec.image))
+      ) {
+        throw new InvalidSpecError([
+          {
+            path: "image",
+            message: `${spec.image} is neither the id nor a tag of the archive ${options.archive} (${archive.id}${archive.repoTags.length ? `, ${archive.repoTags.join(", ")}` : ""})`,
+          },
+        ]);
+      }
+    }
+    const entry = await this.cache.lookup(archive?.id ?? spec.image).catch(() => undefined);
+    const config = entry?.config ?? archive?.config;
+    if (!config) throw new ImageNotFoundError(spec.image);
+    const workdir = resolveWorkdir(config, spec);
+    const wanted = spec.user ?? (config.user || undefined);
+    const needDatabases =
+      profile.capabilities.user.supported && wanted !== undefined && !/^\d+:\d+$/.test(wanted);
+    const files = needDatabases ? ["/etc/passwd", "/etc/group"] : [];
+    let workdirExists: boolean;
+    let found: Map<string, string>;
+    if (entry) {
+      [workdirExists, found] = await Promise.all([
+        this.#workdirExists(entry, workdir),
+        this.#readInSif(entry, files),
+      ]);
+    } else {
+      const facts = await readImageFiles(options.archive as string, {
+        exists: [workdir],
+        read: files,
+        ...(options.signal && { signal: options.signal }),
+      });
+      workdirExists = workdir === "/" || facts.exists.get(workdir) === true;
+      found = facts.files;
+    }
+    const passwd = found.get("/etc/passwd");
+    const group = found.get("/etc/group");
+    return {
+      id: (entry?.id ?? archive?.id) as ImageId,
+      config,
+      tags: entry?.repoTags ?? archive?.repoTags ?? [],
+      sifPath: entry?.sifPath ?? this.cache.paths((archive as ImageArchive).id).sif,
+      present: entry !== undefined,
+      ...(options.archive !== undefined && { archive: options.archive }),
+      workdirExists,
+      ...(passwd !== undefined && { passwd }),
+      ...(group !== undefined && { group }),
+    };
+  }
+
+  async #readInSif(entry: SifCacheEntry, paths: string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    if (paths.length === 0) return found;
     const unsquashfs = await findOnPath("unsquashfs", this.#env.PATH ?? "/usr/bin:/bin");
-    const read = (path: string) =>
-      unsquashfs ? readFileInSif(unsquashfs, entry.sifPath, path) : Promise.resolve(undefined);
-    const [passwd, group] = await Promise.all([read("/etc/passwd"), read("/etc/group")]);
-    return resolveUser(wanted, passwd, group, field);
+    if (!unsquashfs) return found;
+    for (const p of paths) {
+      const text = await readFileInSif(unsquashfs, entry.sifPath, p);
+      if (text !== undefined) found.set(p, text);
+    }
+    return found;
   }
 
   /** False only when the folder is known to be missing from the image. */
@@ -533,25 +597,4 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   if (issues.length > 0)
     throw new InvalidConfigError(`invalid ${String(config.runtime)} executor config: ${issues.join("; ")}`);
   return new ApptainerExecutor(config as ApptainerExecutorOptions);
-}
-
-/**
- * How a service's instance applies limits: the library's own cgroups follow one process tree,
- * an instance is several (its init, the command, every exec), so it uses Apptainer's own
- * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept.
- */
-function serviceRender(spec: ContainerSpec, render: RenderProbe): RenderProbe {
-  const native = render.dockerCaps;
-  const r = spec.resources;
-  const lacking = [
-    ...(r?.memoryBytes !== undefined && !native ? ["resources.memoryBytes"] : []),
-    ...(r?.cpus !== undefined && !native ? ["resources.cpus"] : []),
-  ];
-  if (lacking.length > 0 && spec.unsupported !== "ignore") {
-    throw new UnsupportedError(
-      lacking[0] === "resources.memoryBytes" ? "memory-limit" : "cpu-limit",
-      `spec.${lacking[0]} cannot be kept for a service (an Apptainer instance) here: only root without --userns can limit an instance. Remove it, or set spec.unsupported to "ignore"`,
-    );
-  }
-  return { ...render, ownCgroups: false, memoryLimit: native, cpuLimit: native };
 }

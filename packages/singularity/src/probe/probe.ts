@@ -5,6 +5,7 @@ import { join } from "node:path";
 import {
   type Capabilities,
   type CapabilityStatus,
+  type PrivilegeMode,
   RuntimeUnavailableError,
   SUPPORTED,
   unsupported,
@@ -42,6 +43,8 @@ export interface RuntimeProbe {
   binary: string;
   flavor: RuntimeFlavor;
   version: string;
+  /** How containers start here: as root, through the setuid starter, or in a user namespace. */
+  privilege: PrivilegeMode;
   render: RenderProbe;
   capabilities: Capabilities;
   /** nsenter's path when exec works. */
@@ -50,6 +53,8 @@ export interface RuntimeProbe {
   cgroupLayout: CgroupLayout | undefined;
   details: Record<string, string>;
   durationMs: number;
+  /** ISO time of the probe. */
+  probedAt: string;
 }
 
 interface RunResult {
@@ -318,6 +323,8 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
     binary,
     flavor: version.flavor,
     version: version.version,
+    privilege: useUserns ? "userns" : isRoot ? "root" : "setuid",
+    probedAt: new Date().toISOString(),
     render,
     capabilities,
     nsenter: exec.status.supported ? exec.nsenter : undefined,

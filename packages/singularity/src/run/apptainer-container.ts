@@ -17,22 +17,19 @@ import {
   exitStatusFromCode,
   exitStatusFromSignal,
   type KillOptions,
+  type RunPlan,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
+  runCleanupSteps,
+  runPlanSteps,
   throwIfAborted,
   UnsupportedError,
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
 import type { ApptainerCommand } from "../plan/render-apptainer-command.js";
-import {
-  applyCgroups,
-  type CgroupPlan,
-  moveIntoCgroups,
-  oomKilledIn,
-  removeCgroups,
-} from "../process/cgroup-limits.js";
+import { type CgroupPlan, moveIntoCgroups, oomKilledIn } from "../process/cgroup-limits.js";
 import { cgroupProcsFiles, joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
 import {
   type ContainerProcesses,
@@ -56,17 +53,17 @@ export interface ContainerPlan {
   /** 64 hex digits, like Docker's ids. */
   id: string;
   spec: ContainerSpec;
-  /** The rendered runtime command. */
+  /** The run as planned: its steps before and after, and the runtime command (argv, env) it runs. */
+  run: RunPlan;
+  /** The rendered runtime command (the container's argv, folder and environment). */
   command: ApptainerCommand;
-  /** The whole environment of the runtime process (allow-listed host variables + command.env). */
-  processEnv: Record<string, string>;
   /** "apptainer" or "singularity": names the runtime in errors. */
   runtime: string;
   /** Image STOPSIGNAL, the default first signal of kill(). */
   stopSignal: NodeJS.Signals | undefined;
   exec: CapabilityStatus;
   nsenter: string | undefined;
-  /** The container's own cgroups (limits), made at start and removed once it has exited. */
+  /** The container's own cgroups (limits): made by the plan's steps at start, removed by its steps after exit. */
   cgroups: CgroupPlan | undefined;
   /** A private folder for the FIFOs of the standard streams. */
   fifoDir: string;
@@ -145,21 +142,17 @@ export class ApptainerContainer implements Container {
   }
 
   async #start(): Promise<void> {
-    const { command, processEnv } = this.#plan;
-    if (this.#plan.cgroups) {
-      try {
-        await applyCgroups(this.#plan.cgroups);
-      } catch (err) {
-        return this.#failStart(
-          new RuntimeError(
-            this.#plan.runtime,
-            `cannot make the container's cgroups: ${(err as Error).message}`,
-            {
-              cause: err,
-            },
-          ),
-        );
-      }
+    const { command } = this.#plan.run;
+    try {
+      await runPlanSteps(this.#plan.run.before);
+    } catch (err) {
+      return this.#failStart(
+        new RuntimeError(
+          this.#plan.runtime,
+          `cannot prepare the container (its scratch folder or cgroups): ${(err as Error).message}`,
+          { cause: err },
+        ),
+      );
     }
     let stdio: FifoStdio;
     try {
@@ -178,9 +171,8 @@ export class ApptainerContainer implements Container {
     // node:child_process, not execa: the container is a long-lived detached process group whose
     // streams go to the caller untouched, and its exit is observed apart from its streams ending.
     const child = spawn(command.argv[0] as string, command.argv.slice(1), {
-      // Never the caller's folder: nothing of the host's cwd should reach the container.
-      cwd: "/",
-      env: processEnv,
+      cwd: command.cwd,
+      env: command.env,
       stdio: stdio.childStdio,
       detached: true,
     });
@@ -258,7 +250,7 @@ export class ApptainerContainer implements Container {
   }
 
   #failStart(error: ContainerError): never {
-    if (this.#plan.cgroups) void removeCgroups(this.#plan.cgroups);
+    void runCleanupSteps(this.#plan.run.after);
     this.#state = "exited";
     this.#stdout.end();
     this.#stderr.end();
@@ -380,6 +372,8 @@ export class ApptainerContainer implements Container {
         this.#stderr.end();
       }
       this.#stdin?.destroy();
+      // Steps after are idempotent: a container that never started (or whose exit already ran them) loses nothing.
+      await runCleanupSteps(this.#plan.run.after);
       this.#state = "removed";
       this.#plan.onRemoved(this);
     })();
@@ -468,14 +462,13 @@ export class ApptainerContainer implements Container {
     }
   }
 
-  /** Reads the OOM count of the container's memory cgroup, then removes its cgroups. */
+  /** Reads the OOM count of the container's memory cgroup, then runs the plan's steps after (its cgroups, its scratch folder go). */
   async #oomKilled(): Promise<boolean> {
     const plan = this.#plan.cgroups;
-    if (!plan) return false;
     try {
-      return await oomKilledIn(plan);
+      return plan ? await oomKilledIn(plan) : false;
     } finally {
-      await removeCgroups(plan);
+      await runCleanupSteps(this.#plan.run.after);
     }
   }
 
