@@ -10,6 +10,7 @@ import { registerKillCases } from "./cases/kill.js";
 import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
+import { registerPlanCases } from "./cases/plan.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerServiceCases } from "./cases/services.js";
 import { registerStdioCases } from "./cases/stdio.js";
@@ -97,5 +98,6 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("exec", () => registerExecCases(ctx));
     describe("resources and concurrency", () => registerResourceCases(ctx));
     describe("services", () => registerServiceCases(ctx));
+    describe("plan", () => registerPlanCases(ctx));
   });
 }

@@ -176,6 +176,9 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
       for (const [k, v] of Object.entries(spec.labels))
         if (k === "" || typeof v !== "string")
           add(`labels.${k}`, "must be a non-empty key with a string value");
+        // `docker run --label K=V` splits at the first "=": such a key could not be printed as a command.
+        else if (k.includes("=") || /[\0\n]/.test(k))
+          add(`labels.${k}`, 'a label key cannot hold "=", a newline or NUL');
   }
 
   if (spec.name !== undefined && (typeof spec.name !== "string" || !CONTAINER_NAME.test(spec.name)))

@@ -23,7 +23,9 @@ export interface FormatPlanOptions {
 export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): string {
   const lines: string[] = [];
   if (options.shebang !== false) lines.push("#!/usr/bin/env bash");
-  if (options.header !== false) lines.push(...describePlan(plan).map((l) => `# ${l}`.trimEnd()));
+  // A comment ends at a newline: whatever a description holds, each of its lines stays a comment.
+  if (options.header !== false)
+    lines.push(...describePlan(plan).map((l) => `# ${l.replace(/[\r\n]+/g, " ")}`.trimEnd()));
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
@@ -55,8 +57,8 @@ export function describePlan(plan: RunPlan): string[] {
     `image: ${image.id}${image.tags.length ? ` (${image.tags.join(", ")})` : ""}${
       image.action === "present" ? "" : `, ${image.action} from ${image.archive ?? "?"}`
     }${image.path ? ` -> ${image.path}` : ""}`,
-    `in the container: ${shellJoin(plan.process.argv, "process.argv")}`,
-    `  in ${plan.process.workdir}${plan.process.user ? ` as ${plan.process.user}` : ""}`,
+    `in the container: ${plan.process.argv.map(displayWord).join(" ")}`,
+    `  in ${displayWord(plan.process.workdir)}${plan.process.user ? ` as ${plan.process.user}` : ""}`,
   ];
   for (const [k, v] of Object.entries(plan.process.env)) lines.push(`  env ${k}=${oneLine(v)}`);
   for (const g of plan.ignored) lines.push(`ignored: spec.${g.field} (${g.reason})`);
@@ -92,4 +94,15 @@ function renderStep(step: PlanStep): string {
 // A header comment must stay one line: a newline in a value would end the comment.
 function oneLine(value: string): string {
   return JSON.stringify(value).slice(1, -1);
+}
+
+/** A word as bash reads it, on one line: `$'...'` with escapes when it holds control characters. */
+function displayWord(word: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+  if (!/[\x00-\x1f\x7f]/.test(word)) return shellQuote(word);
+  const escaped = word.replace(/[\\'\x00-\x1f\x7f]/g, (c) => {
+    const named: Record<string, string> = { "\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r" };
+    return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
+  return `$'${escaped}'`;
 }
