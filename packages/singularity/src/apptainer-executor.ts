@@ -52,7 +52,8 @@ import {
 import { type ApptainerCommand, apptainerSpecChecks } from "./plan/render-apptainer-command.js";
 import { runtimeProcessEnv } from "./plan/runtime-env.js";
 import { findBinary, findOnPath } from "./probe/find-binary.js";
-import { probeRuntime, type RuntimeProbe } from "./probe/probe.js";
+import type { RuntimeProbe } from "./probe/interpret-probe.js";
+import { probeRuntime } from "./probe/probe.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
 import { ApptainerContainer } from "./run/apptainer-container.js";
 import { ApptainerService } from "./run/apptainer-service.js";

@@ -48,12 +48,17 @@ export {
   findOnPath,
 } from "./probe/find-binary.js";
 export {
+  chooseStartMode,
+  type ExecObservation,
   interfacesOf,
-  type ProbeOptions,
+  interpretProbe,
+  type OwnCgroupsObservation,
+  type ProbeObservations,
   parseLimits,
-  probeRuntime,
+  type RunRecord,
   type RuntimeProbe,
-} from "./probe/probe.js";
+} from "./probe/interpret-probe.js";
+export { observeRuntime, type ProbeOptions, probeRuntime } from "./probe/probe.js";
 export {
   configPrefixOf,
   envPrefixOf,
