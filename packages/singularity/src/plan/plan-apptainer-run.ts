@@ -84,7 +84,11 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
   const { spec, profile, image, runtime } = input;
   const facts = apptainerPlannerFacts(profile);
   const gaps = checkCapabilities(spec, profile.capabilities, runtime);
-  const probe = input.instance ? serviceRender(spec, facts.render) : facts.render;
+  const service = input.instance ? serviceRender(spec, facts.render) : undefined;
+  const probe = service?.render ?? facts.render;
+  // One decision of what to leave out, as for Docker: the capability gaps (and for a service,
+  // the limits an instance cannot keep).
+  const ignore = new Set([...gaps.map((g) => g.field), ...(service?.ignore ?? [])]);
 
   // The image's USER (as Docker) or spec.user, where the runtime can switch users. Without that
   // capability the image's USER is not honoured: the container runs as the caller.
@@ -106,6 +110,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
       : undefined;
   const homeSource = posix.join(scratch, "home");
   const renderOptions = {
+    ignore,
     ...(user && { user }),
     binary: facts.binary,
     createWorkdir: !image.workdirExists,
@@ -192,18 +197,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
 export function apptainerPlannerFacts(profile: RuntimeProfile): ApptainerPlannerFacts {
   const p = profile.planner as Partial<ApptainerPlannerFacts> | undefined;
   const r = p?.render as Partial<RenderProbe> | undefined;
-  const booleans = [
-    "userns",
-    "dockerCaps",
-    "noEval",
-    "noUmask",
-    "networkNone",
-    "networkBridge",
-    "memoryLimit",
-    "cpuLimit",
-    "ownCgroups",
-    "gpu",
-  ] as const;
+  const booleans = ["userns", "dockerCaps", "noEval", "noUmask", "ownCgroups"] as const;
   if (
     typeof p?.binary !== "string" ||
     !r ||
@@ -277,20 +271,22 @@ function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[
 /**
  * How a service's instance applies limits: the library's own cgroups follow one process tree,
  * an instance is several (its init, the command, every exec), so it uses Apptainer's own
- * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept.
+ * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept:
+ * refused, or left out with `spec.unsupported: "ignore"`.
  */
-function serviceRender(spec: ContainerSpec, render: RenderProbe): RenderProbe {
-  const native = render.dockerCaps;
+function serviceRender(spec: ContainerSpec, render: RenderProbe): { render: RenderProbe; ignore: string[] } {
   const r = spec.resources;
-  const lacking = [
-    ...(r?.memoryBytes !== undefined && !native ? ["resources.memoryBytes"] : []),
-    ...(r?.cpus !== undefined && !native ? ["resources.cpus"] : []),
-  ];
+  const lacking = render.dockerCaps
+    ? []
+    : [
+        ...(r?.memoryBytes !== undefined ? ["resources.memoryBytes"] : []),
+        ...(r?.cpus !== undefined ? ["resources.cpus"] : []),
+      ];
   if (lacking.length > 0 && spec.unsupported !== "ignore") {
     throw new UnsupportedError(
       lacking[0] === "resources.memoryBytes" ? "memory-limit" : "cpu-limit",
       `spec.${lacking[0]} cannot be kept for a service (an Apptainer instance) here: only root without --userns can limit an instance. Remove it, or set spec.unsupported to "ignore"`,
     );
   }
-  return { ...render, ownCgroups: false, memoryLimit: native, cpuLimit: native };
+  return { render: { ...render, ownCgroups: false }, ignore: lacking };
 }

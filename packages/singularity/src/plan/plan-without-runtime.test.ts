@@ -17,12 +17,7 @@ function nodeProfile(overrides: Partial<Capabilities> = {}): RuntimeProfile {
       dockerCaps: true,
       noEval: true,
       noUmask: true,
-      networkNone: true,
-      networkBridge: false,
-      memoryLimit: true,
-      cpuLimit: true,
       ownCgroups: true,
-      gpu: false,
     },
     nsenter: "/usr/bin/nsenter",
     cgroupLayout: {

@@ -33,12 +33,7 @@ describe("interpretProbe on recorded observations", () => {
       dockerCaps: true,
       noEval: true,
       noUmask: true,
-      networkNone: true,
-      networkBridge: false,
-      memoryLimit: true,
-      cpuLimit: true,
       ownCgroups: true,
-      gpu: false,
     });
     const supported = Object.entries(p.capabilities)
       .filter(([, s]) => s.supported)

@@ -230,12 +230,7 @@ export function interpretProbe(o: ProbeObservations, probedAt = new Date().toISO
     dockerCaps: !useUserns && o.isRoot,
     noEval,
     noUmask,
-    networkNone: networkNone.supported,
-    networkBridge: networkBridge.supported,
-    memoryLimit: memoryLimit.supported,
-    cpuLimit: cpuLimit.supported,
     ownCgroups: own.ok,
-    gpu: o.gpu !== undefined,
   };
   const privilege: PrivilegeMode = useUserns ? "userns" : o.isRoot ? "root" : "setuid";
   return {
