@@ -65,6 +65,7 @@ export {
   type WaitOptions,
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
+export { findExecutable } from "./find-executable.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
 export {
   describePlan,

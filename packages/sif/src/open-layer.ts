@@ -2,8 +2,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { PassThrough, type Readable } from "node:stream";
 import * as zlib from "node:zlib";
-import { AbortedError, type ArchiveLayer, ImageArchiveError, RuntimeUnavailableError } from "@contexec/core";
-import { findExecutable } from "./find-executable.js";
+import {
+  AbortedError,
+  type ArchiveLayer,
+  findExecutable,
+  ImageArchiveError,
+  RuntimeUnavailableError,
+} from "@contexec/core";
 
 /**
  * Opens one layer of an image archive file by offset and gives its *uncompressed* tar bytes:

@@ -36,7 +36,6 @@ import {
   validateSpec,
 } from "@contexec/core";
 import { readImageFiles } from "@contexec/sif";
-import { execa } from "execa";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
@@ -55,6 +54,7 @@ import { findBinary, findOnPath } from "./probe/find-binary.js";
 import type { RuntimeProbe } from "./probe/interpret-probe.js";
 import { probeRuntime } from "./probe/probe.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
+import { runTool } from "./process/run-tool.js";
 import { ApptainerContainer } from "./run/apptainer-container.js";
 import { ApptainerService } from "./run/apptainer-service.js";
 
@@ -503,12 +503,9 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   #runtimeVersion(binary: string): Promise<RuntimeVersion> {
     this.#version ??= (async () => {
-      const r = await execa(binary, ["--version"], {
+      const r = await runTool([binary, "--version"], {
         env: runtimeProcessEnv(this.#env),
-        extendEnv: false,
-        reject: false,
-        timeout: 10_000,
-        stdin: "ignore",
+        timeoutMs: 10_000,
       });
       if (r.exitCode !== 0) {
         throw new RuntimeUnavailableError(

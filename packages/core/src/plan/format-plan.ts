@@ -96,8 +96,8 @@ function oneLine(value: string): string {
   return JSON.stringify(value).slice(1, -1);
 }
 
-const CONTROL = new RegExp("[\\u0000-\\u001f\\u007f]");
-const CONTROL_OR_QUOTE = new RegExp("[\\\\'\\u0000-\\u001f\\u007f]", "g");
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL_OR_QUOTE = /[\\'\u0000-\u001f\u007f]/g;
 
 /** A word as bash reads it, on one line: `$'...'` with escapes when it holds control characters. */
 function displayWord(word: string): string {

@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
 import { DOCKER_DEFAULT_CAPS } from "../plan/render-apptainer-command.js";
 import { runtimeProcessEnv } from "../plan/runtime-env.js";
 import {
@@ -14,6 +13,7 @@ import {
 } from "../process/cgroup-limits.js";
 import { joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
 import { type ContainerProcesses, findContainerProcesses, signalProcess } from "../process/process-tree.js";
+import { runTool } from "../process/run-tool.js";
 import { findOnPath } from "./find-binary.js";
 import {
   chooseStartMode,
@@ -74,23 +74,13 @@ export async function observeRuntime(options: ProbeOptions): Promise<ProbeObserv
   const isRoot = process.getuid?.() === 0;
 
   const run = async (args: string[], program = binary): Promise<RunRecord> => {
-    const r = await execa(program, args, {
+    const r = await runTool([program, ...args], {
       env: processEnv,
-      extendEnv: false,
-      cwd: "/",
-      stdin: "ignore",
-      timeout,
-      killSignal: "SIGKILL",
-      reject: false,
-      stripFinalNewline: false,
+      timeoutMs: timeout,
       maxBuffer: 1024 * 1024,
+      keepFinalNewline: true,
     });
-    return {
-      exitCode: r.exitCode,
-      stdout: String(r.stdout ?? ""),
-      stderr: String(r.stderr ?? ""),
-      timedOut: !!r.timedOut,
-    };
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
   };
 
   const [version, help, sandbox] = await Promise.all([
@@ -235,23 +225,11 @@ async function observeExec(
     }
     if (!found) return { outcome: "no-container", nsenter, stderr };
     const argv = await nsenterArgv(nsenter, found.main.pid, ["/bin/true"], "/");
-    const r = await execa(argv[0] as string, argv.slice(1), {
-      env: { PATH: "/bin" },
-      extendEnv: false,
-      stdin: "ignore",
-      timeout,
-      reject: false,
-      killSignal: "SIGKILL",
-    });
+    const r = await runTool(argv, { env: { PATH: "/bin" }, timeoutMs: timeout });
     return {
       outcome: "entered",
       nsenter,
-      run: {
-        exitCode: r.exitCode,
-        stdout: String(r.stdout ?? ""),
-        stderr: String(r.stderr ?? ""),
-        timedOut: !!r.timedOut,
-      },
+      run: { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut },
     };
   } catch (err) {
     return { outcome: "error", nsenter, message: (err as Error).message };

@@ -18,7 +18,6 @@ import {
   type StopOptions,
   validateArgv,
 } from "@contexec/core";
-import { execa } from "execa";
 import {
   type ApptainerCommand,
   type RenderProbe,
@@ -32,6 +31,7 @@ import {
   processEntry,
   signalProcess,
 } from "../process/process-tree.js";
+import { runTool } from "../process/run-tool.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
 
@@ -104,14 +104,7 @@ export class ApptainerService implements Service {
     if (this.#state !== "created") throw new ContainerStateError("start", this.#state);
     this.#state = "running";
     const { start, processEnv, runtime } = this.#plan;
-    const made = await execa(start.argv[0] as string, start.argv.slice(1), {
-      env: processEnv,
-      extendEnv: false,
-      cwd: "/",
-      stdin: "ignore",
-      reject: false,
-      timeout: INSTANCE_START_TIMEOUT_MS,
-    });
+    const made = await runTool(start.argv, { env: processEnv, timeoutMs: INSTANCE_START_TIMEOUT_MS });
     if (made.exitCode !== 0) {
       this.#state = "exited";
       const stderr = String(made.stderr);
@@ -289,13 +282,7 @@ export class ApptainerService implements Service {
   /** The instance's init (the pid `instance list` gives), to end the instance by. */
   async #findInstanceInit(): Promise<ProcessEntry | undefined> {
     const { binary, baseEnv } = this.#plan;
-    const r = await execa(binary, ["instance", "list", "--json", this.name], {
-      env: baseEnv,
-      extendEnv: false,
-      reject: false,
-      timeout: 30_000,
-      stdin: "ignore",
-    });
+    const r = await runTool([binary, "instance", "list", "--json", this.name], { env: baseEnv });
     const pid = parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
     return pid === undefined ? undefined : processEntry(pid);
   }
@@ -313,24 +300,16 @@ export class ApptainerService implements Service {
         if (!(await this.#listed())) return;
         await delay(50);
       }
-      await execa(this.#plan.binary, ["instance", "stop", "--force", this.name], {
+      await runTool([this.#plan.binary, "instance", "stop", "--force", this.name], {
         env: this.#plan.baseEnv,
-        extendEnv: false,
-        reject: false,
-        timeout: 30_000,
-        stdin: "ignore",
       });
     })();
     return this.#ending;
   }
 
   async #listed(): Promise<boolean> {
-    const r = await execa(this.#plan.binary, ["instance", "list", "--json", this.name], {
+    const r = await runTool([this.#plan.binary, "instance", "list", "--json", this.name], {
       env: this.#plan.baseEnv,
-      extendEnv: false,
-      reject: false,
-      timeout: 30_000,
-      stdin: "ignore",
     });
     return parseInstanceList(String(r.stdout)).some((i) => i.name === this.name);
   }
