@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createExecutor, knownRuntimes, registerBackend } from "./create-executor.js";
+import { createExecutor, knownRuntimes, registerBackend, validateExecutorConfig } from "./create-executor.js";
 import type { ContainerExecutor } from "./executor.js";
 
 describe("createExecutor", () => {
@@ -28,7 +28,22 @@ describe("createExecutor", () => {
     const executor = await createExecutor({ runtime: "docker", socketPath: "/nonexistent.sock" });
     expect(executor.runtime).toBe("docker");
     await expect(createExecutor({ runtime: "docker", bogus: true })).rejects.toThrow(
-      /unknown docker executor option "bogus"/,
+      /invalid docker executor config: unknown option "bogus"/,
     );
+  });
+
+  it("validates a config without creating anything, listing every problem", async () => {
+    await expect(
+      validateExecutorConfig({ runtime: "apptainer", cacheDir: 3, probeTimeoutMs: -1, bogus: 1 }),
+    ).rejects.toThrow(
+      /unknown option "bogus".*cacheDir must be a non-empty string.*probeTimeoutMs must be a positive number/,
+    );
+    await expect(validateExecutorConfig({ runtime: "docker", requestTimeoutMs: "5" })).rejects.toMatchObject({
+      code: "E_INVALID_CONFIG",
+    });
+    await expect(validateExecutorConfig({ runtime: "dokcer" })).rejects.toThrow(/unknown runtime "dokcer"/);
+    await expect(
+      validateExecutorConfig({ runtime: "apptainer", cacheDir: "/tmp/x" }),
+    ).resolves.toBeUndefined();
   });
 });

@@ -10,6 +10,8 @@ export interface ExecutorConfig {
 /** What a backend package exports for {@link createExecutor}. */
 export interface BackendModule {
   createBackend(config: ExecutorConfig): ContainerExecutor | Promise<ContainerExecutor>;
+  /** Checks a config without creating anything; throws InvalidConfigError listing every problem. */
+  validateConfig?(config: ExecutorConfig): void;
 }
 
 type BackendLoader = () => Promise<BackendModule>;
@@ -42,6 +44,21 @@ export function knownRuntimes(): string[] {
  * `createExecutor({ runtime: "docker" })`, `createExecutor({ runtime: "apptainer" })`.
  */
 export async function createExecutor(config: ExecutorConfig): Promise<ContainerExecutor> {
+  const backend = await loadBackend(config);
+  backend.validateConfig?.(config);
+  return backend.createBackend(config);
+}
+
+/**
+ * Checks an executor config as its backend would, without creating anything (no runtime is
+ * touched): an unknown runtime, a misspelt option or a value of the wrong type is an
+ * InvalidConfigError listing every problem. What a CLI calls on a job file before it runs.
+ */
+export async function validateExecutorConfig(config: ExecutorConfig): Promise<void> {
+  (await loadBackend(config)).validateConfig?.(config);
+}
+
+async function loadBackend(config: ExecutorConfig): Promise<BackendModule> {
   if (typeof config !== "object" || config === null || typeof config.runtime !== "string") {
     throw new InvalidConfigError(
       `executor config must be an object with a "runtime" (one of ${knownRuntimes().join(", ")})`,
@@ -75,5 +92,5 @@ export async function createExecutor(config: ExecutorConfig): Promise<ContainerE
   if (typeof backend.createBackend !== "function") {
     throw new InvalidConfigError(`the backend for "${config.runtime}" does not export createBackend(config)`);
   }
-  return backend.createBackend(config);
+  return backend;
 }

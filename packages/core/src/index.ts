@@ -30,6 +30,7 @@ export {
   type ExecutorConfig,
   knownRuntimes,
   registerBackend,
+  validateExecutorConfig,
 } from "./create-executor.js";
 export {
   AbortedError,

@@ -400,17 +400,32 @@ async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): P
   });
 }
 
+const CONFIG_KEYS = ["runtime", "socketPath", "dockerOptions", "requestTimeoutMs"];
+
+/** Checks a docker executor config; throws InvalidConfigError listing every problem. */
+export function validateConfig(config: ExecutorConfig): void {
+  const issues: string[] = [];
+  if (config.runtime !== "docker") issues.push(`runtime must be "docker", not "${String(config.runtime)}"`);
+  for (const key of Object.keys(config)) {
+    if (!CONFIG_KEYS.includes(key))
+      issues.push(`unknown option "${key}" (known: ${CONFIG_KEYS.slice(1).join(", ")})`);
+  }
+  if (config.socketPath !== undefined && (typeof config.socketPath !== "string" || config.socketPath === ""))
+    issues.push("socketPath must be a non-empty string");
+  if (
+    config.dockerOptions !== undefined &&
+    (typeof config.dockerOptions !== "object" || config.dockerOptions === null)
+  )
+    issues.push("dockerOptions must be an object (dockerode's options)");
+  const timeout = config.requestTimeoutMs;
+  if (timeout !== undefined && (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout <= 0))
+    issues.push("requestTimeoutMs must be a positive number");
+  if (issues.length > 0) throw new InvalidConfigError(`invalid docker executor config: ${issues.join("; ")}`);
+}
+
 /** The hook `createExecutor({ runtime: "docker" })` calls. */
 export function createBackend(config: ExecutorConfig): DockerExecutor {
-  const { runtime, ...options } = config;
-  if (runtime !== "docker")
-    throw new InvalidConfigError(`the docker backend cannot serve runtime "${runtime}"`);
-  for (const key of Object.keys(options)) {
-    if (!["socketPath", "dockerOptions", "requestTimeoutMs"].includes(key)) {
-      throw new InvalidConfigError(
-        `unknown docker executor option "${key}"; known: socketPath, dockerOptions, requestTimeoutMs`,
-      );
-    }
-  }
+  validateConfig(config);
+  const { runtime: _, ...options } = config;
   return new DockerExecutor(options as DockerExecutorOptions);
 }

@@ -5,6 +5,7 @@ export {
   DockerExecutor,
   type DockerExecutorConfig,
   type DockerExecutorOptions,
+  validateConfig,
 } from "./docker-executor.js";
 export {
   type DockerCreateBody,

@@ -561,6 +561,12 @@ const CONFIG_KEYS = new Set([
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
 export async function createBackend(config: ExecutorConfig): Promise<ApptainerExecutor> {
+  validateConfig(config);
+  return new ApptainerExecutor(config as ApptainerExecutorOptions);
+}
+
+/** Checks an apptainer/singularity executor config; throws InvalidConfigError listing every problem. */
+export function validateConfig(config: ExecutorConfig): void {
   const issues: string[] = [];
   for (const key of Object.keys(config)) {
     if (!CONFIG_KEYS.has(key)) issues.push(`unknown option "${key}" (known: ${[...CONFIG_KEYS].join(", ")})`);
@@ -594,5 +600,4 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   }
   if (issues.length > 0)
     throw new InvalidConfigError(`invalid ${String(config.runtime)} executor config: ${issues.join("; ")}`);
-  return new ApptainerExecutor(config as ApptainerExecutorOptions);
 }

@@ -5,6 +5,7 @@ export {
   type ConverterName,
   createApptainerExecutor,
   createBackend,
+  validateConfig,
 } from "./apptainer-executor.js";
 export { NativeSifConverter } from "./image/native-converter.js";
 export {

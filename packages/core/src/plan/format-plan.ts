@@ -96,7 +96,9 @@ function oneLine(value: string): string {
   return JSON.stringify(value).slice(1, -1);
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
 const CONTROL_OR_QUOTE = /[\\'\u0000-\u001f\u007f]/g;
 
 /** A word as bash reads it, on one line: `$'...'` with escapes when it holds control characters. */
