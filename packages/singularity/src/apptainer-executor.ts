@@ -53,10 +53,12 @@ import { runtimeProcessEnv } from "./plan/runtime-env.js";
 import { findBinary, findOnPath } from "./probe/find-binary.js";
 import type { RuntimeProbe } from "./probe/interpret-probe.js";
 import { probeRuntime } from "./probe/probe.js";
+import { defaultProbeCacheDir, ProbeCache, probeKey } from "./probe/probe-cache.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
 import { runTool } from "./process/run-tool.js";
 import { ApptainerContainer } from "./run/apptainer-container.js";
 import { ApptainerService } from "./run/apptainer-service.js";
+import { FifoPool } from "./run/fifo-stdio.js";
 
 export const CONVERTER_NAMES = ["native", "apptainer-build"] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];
@@ -87,6 +89,12 @@ export interface ApptainerExecutorOptions {
   userns?: boolean;
   /** Where CONTEXEC_* and PATH are read from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Where probe findings are kept across processes (per user), so a fresh process starts no
+   * probe containers: a folder, or false for none. Default $XDG_CACHE_HOME/contexec/probe, else
+   * ~/.cache/contexec/probe.
+   */
+  probeCache?: string | false;
 }
 
 /**
@@ -109,6 +117,8 @@ export class ApptainerExecutor implements ContainerExecutor {
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
   #unhookTmp: (() => void) | undefined;
+  /** FIFOs for containers' standard streams, made ahead in the scratch folder. */
+  readonly #fifos = new FifoPool(() => this.#tmp());
 
   constructor(options: ApptainerExecutorOptions = {}) {
     this.#options = options;
@@ -126,24 +136,64 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#binary;
   }
 
-  /** The probe's findings, measured once per executor (concurrent calls share one probe). */
-  probe(): Promise<RuntimeProbe> {
+  /**
+   * The probe's findings: measured once per executor (concurrent calls share one probe), and
+   * kept on disk for other processes under a key of what they depend on (the binary, its
+   * config, the kernel, the user, this process's cgroups), so a fresh process pays a few stat
+   * calls instead of the probe's container starts. `refresh` measures again.
+   */
+  probe(options: { refresh?: boolean } = {}): Promise<RuntimeProbe> {
+    if (options.refresh) this.#probe = undefined;
     this.#probe ??= (async () => {
       const binary = await this.binary();
+      const cache = this.#probeCache();
+      const key = cache
+        ? await probeKey(binary, { env: this.#env, userns: this.#options.userns === true }).catch(
+            () => undefined,
+          )
+        : undefined;
+      if (cache && key && !options.refresh) {
+        const hit = await cache.get(key);
+        if (hit) return hit;
+      }
       const work = await mkdtemp(join(await this.#tmp(), "probe-"));
-      return probeRuntime({
+      const probe = await probeRuntime({
         binary,
         workDir: work,
         env: this.#env,
         ...(this.#options.probeTimeoutMs !== undefined && { timeoutMs: this.#options.probeTimeoutMs }),
         ...(this.#options.userns !== undefined && { userns: this.#options.userns }),
       });
+      await rm(work, { recursive: true, force: true });
+      if (cache && key) await cache.set(key, probe);
+      return probe;
     })();
     // A failed probe (runtime missing) is retried by the next call.
     this.#probe.catch(() => {
       this.#probe = undefined;
     });
     return this.#probe;
+  }
+
+  #probeCache(): ProbeCache | undefined {
+    const where = this.#options.probeCache;
+    if (where === false) return undefined;
+    return new ProbeCache(where ?? defaultProbeCacheDir(this.#env));
+  }
+
+  /**
+   * Forgets the probe's findings, here and on disk: the next run probes again. Called when the
+   * runtime itself failed a run, which may mean the machine changed under a cached probe.
+   */
+  async forgetProbe(): Promise<void> {
+    this.#probe = undefined;
+    const cache = this.#probeCache();
+    if (!cache) return;
+    const key = await probeKey(await this.binary(), {
+      env: this.#env,
+      userns: this.#options.userns === true,
+    }).catch(() => undefined);
+    if (key) await cache.delete(key);
   }
 
   async info(): Promise<RuntimeInfo> {
@@ -283,7 +333,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       runtime: this.runtime,
       network: spec.network,
       stopSignal: stopSignalOf(plan.process.stopSignal),
-      fifoDir: await this.#tmp(),
+      fifoDir: this.#fifos,
       onStopped: (s) => {
         this.#services.delete(s);
         void runCleanupSteps(plan.after);
@@ -309,6 +359,7 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
+    this.#fifos.warm();
     const id = randomBytes(32).toString("hex");
     const { plan, command, cgroups } = await this.#plan(spec, {}, id);
     if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
@@ -330,11 +381,12 @@ export class ApptainerExecutor implements ContainerExecutor {
       stopSignal: stopSignalOf(plan.process.stopSignal),
       exec: profile.capabilities.exec,
       nsenter: apptainerPlannerFacts(profile).nsenter,
-      fifoDir: await this.#tmp(),
+      fifoDir: this.#fifos,
       cgroups,
       onRemoved: (c) => {
         this.#containers.delete(c);
       },
+      onRuntimeFailure: () => void this.forgetProbe().catch(() => {}),
     });
     this.#containers.add(container);
     return container;
@@ -557,6 +609,7 @@ const CONFIG_KEYS = new Set([
   "lockStaleMs",
   "probeTimeoutMs",
   "userns",
+  "probeCache",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
@@ -586,6 +639,13 @@ export function validateConfig(config: ExecutorConfig): void {
   }
   if (config.userns !== undefined && typeof config.userns !== "boolean")
     issues.push("userns must be a boolean");
+  const probeCache = config.probeCache;
+  if (
+    probeCache !== undefined &&
+    probeCache !== false &&
+    (typeof probeCache !== "string" || probeCache === "")
+  )
+    issues.push("probeCache must be a folder or false");
   const converter = config.converter;
   if (
     converter !== undefined &&

@@ -123,9 +123,11 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
     : undefined;
   const usesHome = command.argv.includes("--home");
 
-  const before: PlanStep[] = [
-    { op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" },
-  ];
+  // The scratch folder only when something goes in it: a run without HOME or limits makes nothing.
+  const needsScratch = usesHome || cgroups?.skeleton !== undefined;
+  const before: PlanStep[] = needsScratch
+    ? [{ op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" }]
+    : [];
   if (usesHome) before.push({ op: "mkdir", path: homeSource, mode: 0o700, why: "an empty private HOME" });
   const after: PlanStep[] = [];
   if (cgroups) {
@@ -133,7 +135,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
     before.push(...steps.before);
     after.push(...steps.after);
   }
-  after.push({ op: "remove", path: scratch, why: "the container's scratch folder" });
+  if (needsScratch) after.push({ op: "remove", path: scratch, why: "the container's scratch folder" });
 
   const runtimeCommand: PlannedCommand = {
     argv: instance ? instance.start.argv : command.argv,

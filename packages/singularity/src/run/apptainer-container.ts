@@ -46,7 +46,7 @@ import {
 } from "../process/process-tree.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { guardProcess } from "./exit-guard.js";
-import { type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
+import { type FifoSource, type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
 
 /** Everything a container needs to run, decided by the executor at create(). */
 export interface ContainerPlan {
@@ -66,9 +66,11 @@ export interface ContainerPlan {
   /** The container's own cgroups (limits): made by the plan's steps at start, removed by its steps after exit. */
   cgroups: CgroupPlan | undefined;
   /** A private folder for the FIFOs of the standard streams. */
-  fifoDir: string;
+  fifoDir: FifoSource;
   /** Called once the container is removed. */
   onRemoved: (c: ApptainerContainer) => void;
+  /** Called when the runtime itself failed (not the command): what the probe found may no longer hold. */
+  onRuntimeFailure?: () => void;
 }
 
 type Outcome = { status: ExitStatus } | { error: ContainerError };
@@ -485,6 +487,7 @@ export class ApptainerContainer implements Container {
       return { error: new CommandNotFoundError(failure.command, failure.message) };
     }
     if (failure) {
+      this.#plan.onRuntimeFailure?.();
       return {
         error: new RuntimeError(this.#plan.runtime, failure.message, {
           runtimeExitCode: exitCode,
@@ -530,7 +533,7 @@ export function delay(ms: number): Promise<void> {
 export async function startFifoProcess(
   argv: string[],
   env: Record<string, string>,
-  fifoDir: string,
+  fifoDir: FifoSource,
   withStdin: boolean,
   signal: AbortSignal | undefined,
   runtime: string,
@@ -566,7 +569,7 @@ export async function startFifoProcess(
 export async function runCollected(
   argv: string[],
   env: Record<string, string>,
-  fifoDir: string,
+  fifoDir: FifoSource,
   input: string | Uint8Array | undefined,
   signal: AbortSignal | undefined,
 ): Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {

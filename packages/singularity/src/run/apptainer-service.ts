@@ -34,6 +34,7 @@ import {
 import { runTool } from "../process/run-tool.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
+import type { FifoSource } from "./fifo-stdio.js";
 
 /** Bytes of each stream a service keeps for logs(): the most recent ones. */
 const LOG_LIMIT = 1024 * 1024;
@@ -57,7 +58,7 @@ export interface ServicePlan {
   network: NetworkMode | undefined;
   stopSignal: NodeJS.Signals | undefined;
   /** A private folder for the FIFOs of the standard streams. */
-  fifoDir: string;
+  fifoDir: FifoSource;
   onStopped: (s: ApptainerService) => void;
 }
 
