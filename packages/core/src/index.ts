@@ -1,4 +1,11 @@
+export { type ArchiveFile, type ArchiveFileOptions, archiveFile } from "./archive/archive-file.js";
 export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
+export {
+  type CheckLayersOptions,
+  checkImageLayers,
+  type ReadLayerOptions,
+  readLayerHeaders,
+} from "./archive/check-layers.js";
 export {
   type ArchiveLayer,
   digestOf,
@@ -8,6 +15,18 @@ export {
   type ReadArchiveOptions,
   readImageArchive,
 } from "./archive/image-archive.js";
+export {
+  type ArchiveLimits,
+  archiveLimits,
+  type ContentKind,
+  classifyLayerEntry,
+  DEFAULT_ARCHIVE_LIMITS,
+  entryPath,
+  LayerBudget,
+  type LayerEntryMeaning,
+  printable,
+} from "./archive/layer-entries.js";
+export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
 export {
   type ReadTarOptions,
   readTarHeaders,
@@ -25,12 +44,18 @@ export {
   unsupported,
 } from "./capabilities.js";
 export {
+  type ApptainerExecutorConfig,
+  type BackendConfig,
   type BackendModule,
   createExecutor,
+  type DockerExecutorConfig,
   type ExecutorConfig,
+  type ExecutorConfigRegistry,
   knownRuntimes,
   registerBackend,
+  type SlurmExecutorConfig,
 } from "./create-executor.js";
+export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
 export {
   AbortedError,
   CommandNotFoundError,
@@ -43,12 +68,14 @@ export {
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
+  IoError,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
   type SpecIssue,
   TimeoutError,
   throwIfAborted,
+  toIoError,
   UnsupportedError,
 } from "./errors.js";
 export {
@@ -66,8 +93,17 @@ export {
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { findExecutable } from "./io/find-executable.js";
+export { TailBuffer } from "./io/tail-buffer.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
-export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export {
+  collect,
+  DEFAULT_MAX_BUFFER,
+  type RunErrorResult,
+  type RunOptions,
+  type RunResult,
+  runContainer,
+} from "./run.js";
 export type {
   Endpoint,
   ExecProcess,

@@ -1,8 +1,7 @@
 import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
 import type { Writable } from "node:stream";
-import { RuntimeError, RuntimeUnavailableError } from "@contexec/core";
-import { findExecutable } from "./find-executable.js";
+import { findExecutable, RuntimeError, RuntimeUnavailableError } from "@contexec/core";
 
 /**
  * `sqfstar` (squashfs-tools >= 4.5) turns a tar on its stdin into a squashfs image, with no
