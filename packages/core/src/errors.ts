@@ -72,7 +72,8 @@ export class InvalidConfigError extends ContainerError {
  */
 export class ImageArchiveError extends ContainerError {
   readonly entry: string | undefined;
-  readonly member: string | undefined;
+  /** Set by whoever knows which member was being read, when the reader itself did not. */
+  member: string | undefined;
   /** The limit that was passed, when that is what went wrong: "maxLayerBytes", ... */
   readonly limit: string | undefined;
   constructor(

@@ -72,6 +72,7 @@ export async function archiveFile(
   const path = join(dir, "image.tar");
   const remove = () => rm(dir, { recursive: true, force: true });
   let bytes = 0;
+  let readError: unknown;
   let writeError: unknown;
   const out = createWriteStream(path, { mode: 0o600 });
   out.once("error", (err) => {
@@ -79,11 +80,16 @@ export async function archiveFile(
   });
   try {
     const counted = async function* (input: AsyncIterable<Buffer | string>) {
-      for await (const chunk of input) {
-        const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-        bytes += buf.length;
-        options.onProgress?.({ bytesRead: bytes });
-        yield buf;
+      try {
+        for await (const chunk of input) {
+          const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+          bytes += buf.length;
+          options.onProgress?.({ bytesRead: bytes });
+          yield buf;
+        }
+      } catch (err) {
+        readError = err;
+        throw err;
       }
     };
     const input = isAsyncIterable(source) ? source : Readable.from(source as NodeJS.ReadableStream);
@@ -92,7 +98,7 @@ export async function archiveFile(
     destroy(source);
     await remove();
     if (options.signal?.aborted) throw new AbortedError(operation, { cause: options.signal.reason });
-    if (writeError !== undefined)
+    if (readError === undefined && writeError !== undefined)
       throw new IoError(`${operation}: copying the archive stream`, path, writeError);
     if (err instanceof ContainerError) throw err;
     throw new ImageArchiveError(`cannot read the image archive stream: ${(err as Error).message}`, {

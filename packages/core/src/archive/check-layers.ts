@@ -35,9 +35,14 @@ export async function* readLayerHeaders(
     ...(budget && { onBytes: (n: number) => budget.takeBytes(n, layer.member) }),
   };
   const counted = async function* (headers: AsyncGenerator<TarHeader>) {
-    for await (const header of headers) {
-      budget?.takeEntry(layer.member, header.name);
-      yield header;
+    try {
+      for await (const header of headers) {
+        budget?.takeEntry(layer.member, header.name);
+        yield header;
+      }
+    } catch (err) {
+      if (err instanceof ImageArchiveError) err.member ??= layer.member;
+      throw err;
     }
   };
   if (layer.compression === "none") {
