@@ -16,7 +16,7 @@ import { DockerExecutor } from "./docker-executor.js";
 
 const hasDockerd = (() => {
   try {
-    execFileSync("sh", ["-c", "command -v dockerd"], { stdio: "ignore" });
+    execFileSync("sh", ["-c", "command -v dockerd && command -v unshare"], { stdio: "ignore" });
     return process.getuid?.() === 0;
   } catch {
     return false;
@@ -28,11 +28,19 @@ let dir: string;
 let socketPath: string;
 let daemon: ChildProcess | undefined;
 
+/*
+ * In a network namespace of its own: dockerd started with --bridge=none deletes any interface
+ * named docker0 it can see (Docker 20.10, removeDefaultBridgeInterface), which in the host's
+ * namespace is the shared daemon's bridge. Only its socket, a file, is shared.
+ */
 function startDaemon(): ChildProcess {
   const log = openSync(join(dir, "dockerd.log"), "a");
-  const child = spawn(
-    "dockerd",
+  return spawn(
+    "unshare",
     [
+      "--net",
+      "--",
+      "dockerd",
       `--host=unix://${socketPath}`,
       `--data-root=${join(dir, "data")}`,
       `--exec-root=${join(dir, "exec")}`,
@@ -45,7 +53,6 @@ function startDaemon(): ChildProcess {
     ],
     { stdio: ["ignore", log, log] },
   );
-  return child;
 }
 
 /** Waits until the private daemon answers a ping (a fresh client each time). */
@@ -123,6 +130,9 @@ async function removeCgroups(ids: Iterable<string>): Promise<void> {
 
 const containerIds = new Set<string>();
 
+const hostBridge = () => existsSync("/sys/class/net/docker0");
+const hadHostBridge = hostBridge();
+
 beforeAll(async () => {
   if (!hasDockerd) return;
   // Short: a unix socket path must fit in 108 bytes.
@@ -147,92 +157,97 @@ afterAll(async () => {
   await unmountAll();
   await removeCgroups(containerIds);
   await rm(dir, { recursive: true, force: true });
+  // The shared daemon's bridge is untouched.
+  expect(hostBridge()).toBe(hadHostBridge);
 });
 
-describe.skipIf(!hasDockerd)("a Docker daemon that dies (a private dockerd; needs root and dockerd)", () => {
-  it("wait() rejects with RuntimeUnavailableError within seconds, kill/remove/close return, info() is not stale; after a restart fresh calls work", async () => {
-    const executor = new DockerExecutor({ socketPath });
-    const image = (await readImageArchive(busybox)).id;
-    expect((await executor.info()).runtime).toBe("docker");
-    const container = await executor.create({ image, command: ["sleep", "300"], network: "none" });
-    containerIds.add(container.id);
-    await container.start();
-    const waiting = container.wait();
-    waiting.catch(() => {});
-    await delay(300); // the wait request is in flight
+describe.skipIf(!hasDockerd)(
+  "a Docker daemon that dies (a private dockerd; needs root, dockerd and unshare)",
+  () => {
+    it("wait() rejects with RuntimeUnavailableError within seconds, kill/remove/close return, info() is not stale; after a restart fresh calls work", async () => {
+      const executor = new DockerExecutor({ socketPath });
+      const image = (await readImageArchive(busybox)).id;
+      expect((await executor.info()).runtime).toBe("docker");
+      const container = await executor.create({ image, command: ["sleep", "300"], network: "none" });
+      containerIds.add(container.id);
+      await container.start();
+      const waiting = container.wait();
+      waiting.catch(() => {});
+      await delay(300); // the wait request is in flight
 
-    (daemon as ChildProcess).kill("SIGKILL");
-    await exited(daemon as ChildProcess);
-    const killedAt = Date.now();
+      (daemon as ChildProcess).kill("SIGKILL");
+      await exited(daemon as ChildProcess);
+      const killedAt = Date.now();
 
-    const err = await waiting.then(
-      () => new Error("wait() resolved although the daemon died"),
-      (e: unknown) => e,
-    );
-    const waitedMs = Date.now() - killedAt;
-    expect(err).toBeInstanceOf(RuntimeUnavailableError);
-    expect((err as Error).message).toContain(socketPath);
-    expect(waitedMs).toBeLessThan(10_000);
-
-    // Each of these settles promptly; when it fails, it is a typed error.
-    for (const [what, call] of [
-      ["kill", () => container.kill({ graceMs: 100 })],
-      ["remove", () => container.remove()],
-      ["info", () => executor.info()],
-      ["close", () => executor.close()],
-    ] as const) {
-      const started = Date.now();
-      const outcome = await (call as () => Promise<unknown>)().then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(Date.now() - started, `${what} took too long`).toBeLessThan(10_000);
-      if (outcome !== undefined) expect(outcome, what).toBeInstanceOf(ContainerError);
-      if (what === "info")
-        expect(outcome, "info() served a stale answer").toBeInstanceOf(RuntimeUnavailableError);
-    }
-
-    await endLeftovers();
-    daemon = startDaemon();
-    await untilAnswering();
-    // The same executor: info() probes afresh, a new container runs, the old one can be removed.
-    expect((await executor.info()).runtime).toBe("docker");
-    const result = await runContainer(executor, { image, command: ["echo", "back"], network: "none" });
-    expect(result.stdout.toString()).toBe("back\n");
-    await container.remove();
-    expect(await container.state()).toBe("removed");
-    await executor.close();
-    const left = await executor.docker.listContainers({ all: true });
-    expect(left).toEqual([]);
-  });
-
-  it("a daemon that stops answering (SIGSTOP) is noticed by the periodic ping: wait() rejects within seconds; once it answers again, calls work", async () => {
-    const executor = new DockerExecutor({ socketPath, requestTimeoutMs: 3000 });
-    const image = (await readImageArchive(busybox)).id;
-    const container = await executor.create({ image, command: ["sleep", "300"], network: "none" });
-    containerIds.add(container.id);
-    await container.start();
-    const waiting = container.wait();
-    waiting.catch(() => {});
-    await delay(300);
-    const pid = (daemon as ChildProcess).pid as number;
-    process.kill(pid, "SIGSTOP");
-    const stoppedAt = Date.now();
-    try {
       const err = await waiting.then(
-        () => new Error("wait() resolved although the daemon is stopped"),
+        () => new Error("wait() resolved although the daemon died"),
         (e: unknown) => e,
       );
+      const waitedMs = Date.now() - killedAt;
       expect(err).toBeInstanceOf(RuntimeUnavailableError);
-      expect((err as Error).message).toMatch(/stopped answering/);
-      expect(Date.now() - stoppedAt).toBeLessThan(10_000);
-      await expect(executor.info()).rejects.toBeInstanceOf(ContainerError);
-    } finally {
-      process.kill(pid, "SIGCONT");
-    }
-    expect((await executor.info()).runtime).toBe("docker");
-    await container.remove();
-    await executor.close();
-    expect(await executor.docker.listContainers({ all: true })).toEqual([]);
-  });
-});
+      expect((err as Error).message).toContain(socketPath);
+      expect(waitedMs).toBeLessThan(10_000);
+
+      // Each of these settles promptly; when it fails, it is a typed error.
+      for (const [what, call] of [
+        ["kill", () => container.kill({ graceMs: 100 })],
+        ["remove", () => container.remove()],
+        ["info", () => executor.info()],
+        ["close", () => executor.close()],
+      ] as const) {
+        const started = Date.now();
+        const outcome = await (call as () => Promise<unknown>)().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(Date.now() - started, `${what} took too long`).toBeLessThan(10_000);
+        if (outcome !== undefined) expect(outcome, what).toBeInstanceOf(ContainerError);
+        if (what === "info")
+          expect(outcome, "info() served a stale answer").toBeInstanceOf(RuntimeUnavailableError);
+      }
+
+      await endLeftovers();
+      daemon = startDaemon();
+      await untilAnswering();
+      // The same executor: info() probes afresh, a new container runs, the old one can be removed.
+      expect((await executor.info()).runtime).toBe("docker");
+      const result = await runContainer(executor, { image, command: ["echo", "back"], network: "none" });
+      expect(result.stdout.toString()).toBe("back\n");
+      await container.remove();
+      expect(await container.state()).toBe("removed");
+      await executor.close();
+      const left = await executor.docker.listContainers({ all: true });
+      expect(left).toEqual([]);
+    });
+
+    it("a daemon that stops answering (SIGSTOP) is noticed by the periodic ping: wait() rejects within seconds; once it answers again, calls work", async () => {
+      const executor = new DockerExecutor({ socketPath, requestTimeoutMs: 3000 });
+      const image = (await readImageArchive(busybox)).id;
+      const container = await executor.create({ image, command: ["sleep", "300"], network: "none" });
+      containerIds.add(container.id);
+      await container.start();
+      const waiting = container.wait();
+      waiting.catch(() => {});
+      await delay(300);
+      const pid = (daemon as ChildProcess).pid as number;
+      process.kill(pid, "SIGSTOP");
+      const stoppedAt = Date.now();
+      try {
+        const err = await waiting.then(
+          () => new Error("wait() resolved although the daemon is stopped"),
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(RuntimeUnavailableError);
+        expect((err as Error).message).toMatch(/stopped answering/);
+        expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+        await expect(executor.info()).rejects.toBeInstanceOf(ContainerError);
+      } finally {
+        process.kill(pid, "SIGCONT");
+      }
+      expect((await executor.info()).runtime).toBe("docker");
+      await container.remove();
+      await executor.close();
+      expect(await executor.docker.listContainers({ all: true })).toEqual([]);
+    });
+  },
+);
