@@ -187,7 +187,7 @@ describe.skipIf(!hasDockerd)(
       expect(err).toBeInstanceOf(RuntimeUnavailableError);
       expect((err as Error).message).toContain(socketPath);
       console.log(`[daemon-death] wait() rejected ${waitedMs} ms after SIGKILL`);
-    expect(waitedMs).toBeLessThan(10_000);
+      expect(waitedMs).toBeLessThan(10_000);
 
       // Each of these settles promptly; when it fails, it is a typed error.
       for (const [what, call] of [
@@ -241,8 +241,8 @@ describe.skipIf(!hasDockerd)(
         expect(err).toBeInstanceOf(RuntimeUnavailableError);
         expect((err as Error).message).toMatch(/stopped answering/);
         const stoppedMs = Date.now() - stoppedAt;
-      console.log(`[daemon-death] wait() rejected ${stoppedMs} ms after SIGSTOP`);
-      expect(stoppedMs).toBeLessThan(10_000);
+        console.log(`[daemon-death] wait() rejected ${stoppedMs} ms after SIGSTOP`);
+        expect(stoppedMs).toBeLessThan(10_000);
         await expect(executor.info()).rejects.toBeInstanceOf(ContainerError);
       } finally {
         process.kill(pid, "SIGCONT");

@@ -187,7 +187,7 @@ describe("readImageArchive: bad archives are ImageArchiveError with a message th
   it("a metadata member larger than maxMetadataBytes, naming the limit", async () => {
     const { archive } = await dockerArchive({
       layers: [await layer("x", "1")],
-      env: ["BIG=" + "x".repeat(4000)],
+      env: [`BIG=${"x".repeat(4000)}`],
     });
     const path = join(dir, `big${n++}.tar`);
     await writeFile(path, archive);
