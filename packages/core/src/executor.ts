@@ -1,4 +1,5 @@
 import type { Readable, Writable } from "node:stream";
+import type { ArchiveLimits } from "./archive/layer-entries.js";
 import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
@@ -33,6 +34,11 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called as bytes of the archive are read. `totalBytes` is known for paths, not streams. */
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /**
+   * Bounds on the archive, each with a generous default (see {@link ArchiveLimits}): past one,
+   * loadImage stops with ImageArchiveError naming the limit.
+   */
+  limits?: Partial<ArchiveLimits>;
 }
 
 export interface KillOptions {
@@ -91,12 +97,19 @@ export interface Container extends AsyncDisposable {
   remove(): Promise<void>;
 }
 
-/** One runtime, serving any number of containers at once. */
-export interface ContainerExecutor {
+/**
+ * One runtime, serving any number of containers at once. Disposable: `await using executor =
+ * await createExecutor(...)` closes it at the end of the block.
+ */
+export interface ContainerExecutor extends AsyncDisposable {
   readonly runtime: string;
   info(): Promise<RuntimeInfo>;
   hasImage(image: string): Promise<boolean>;
-  /** Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId. */
+  /**
+   * Loads a docker-archive or OCI layout tarball (a path, a FIFO, or a stream); resolves with its
+   * ImageId. Every backend checks every layer entry the same way first (see checkImageLayers) and
+   * refuses a hostile or oversized archive with ImageArchiveError.
+   */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
@@ -117,4 +130,6 @@ export interface ContainerExecutor {
   listServices(): Promise<ServiceSummary[]>;
   /** Stops every service and removes every container this executor started. */
   close(): Promise<void>;
+  /** The same as close(). */
+  [Symbol.asyncDispose](): Promise<void>;
 }

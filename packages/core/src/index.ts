@@ -1,4 +1,11 @@
+export { type ArchiveFile, type ArchiveFileOptions, archiveFile } from "./archive/archive-file.js";
 export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
+export {
+  type CheckLayersOptions,
+  checkImageLayers,
+  type ReadLayerOptions,
+  readLayerHeaders,
+} from "./archive/check-layers.js";
 export {
   type ArchiveLayer,
   digestOf,
@@ -8,6 +15,18 @@ export {
   type ReadArchiveOptions,
   readImageArchive,
 } from "./archive/image-archive.js";
+export {
+  type ArchiveLimits,
+  archiveLimits,
+  type ContentKind,
+  classifyLayerEntry,
+  DEFAULT_ARCHIVE_LIMITS,
+  entryPath,
+  LayerBudget,
+  type LayerEntryMeaning,
+  printable,
+} from "./archive/layer-entries.js";
+export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
 export {
   type ReadTarOptions,
   readTarHeaders,
@@ -25,13 +44,19 @@ export {
   unsupported,
 } from "./capabilities.js";
 export {
+  type ApptainerExecutorConfig,
+  type BackendConfig,
   type BackendModule,
   createExecutor,
+  type DockerExecutorConfig,
   type ExecutorConfig,
+  type ExecutorConfigRegistry,
   knownRuntimes,
   registerBackend,
+  type SlurmExecutorConfig,
   validateExecutorConfig,
 } from "./create-executor.js";
+export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
 export {
   AbortedError,
   CommandNotFoundError,
@@ -44,12 +69,14 @@ export {
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
+  IoError,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
   type SpecIssue,
   TimeoutError,
   throwIfAborted,
+  toIoError,
   UnsupportedError,
 } from "./errors.js";
 export {
@@ -68,6 +95,7 @@ export {
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
 export { findExecutable } from "./find-executable.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { TailBuffer } from "./io/tail-buffer.js";
 export {
   describePlan,
   type FormatPlanOptions,
@@ -89,7 +117,14 @@ export {
 } from "./plan/run-plan.js";
 export { runCleanupSteps, runPlanSteps } from "./plan/run-plan-steps.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
-export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export {
+  collect,
+  DEFAULT_MAX_BUFFER,
+  type RunErrorResult,
+  type RunOptions,
+  type RunResult,
+  runContainer,
+} from "./run.js";
 export type {
   Endpoint,
   ExecProcess,

@@ -1,16 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createReadStream, existsSync } from "node:fs";
 import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  type BackendConfig,
   type Capabilities,
   type ContainerExecutor,
   type ContainerSpec,
-  type ExecutorConfig,
+  checkImageLayers,
+  type DockerExecutorConfig,
   hostFacts,
   type ImageId,
   ImageNotFoundError,
@@ -18,11 +16,13 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  logRuntimeCall,
   type PlanOptions,
   parseImageConfig,
   type RunPlan,
   RuntimeError,
   type RuntimeInfo,
+  RuntimeUnavailableError,
   readImageArchive,
   type ServiceOptions,
   type ServiceSummary,
@@ -34,6 +34,7 @@ import {
   validateSpec,
 } from "@contexec/core";
 import Dockerode from "dockerode";
+import { DaemonLiveness } from "./daemon-liveness.js";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { DockerService } from "./docker-service.js";
@@ -45,18 +46,21 @@ import {
   LABEL_SERVICE,
 } from "./render-create-options.js";
 
-export interface DockerExecutorOptions {
-  /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
-  socketPath?: string;
+/** The options of core's DockerExecutorConfig (`createExecutor({ runtime: "docker", ... })`), dockerode's types where they apply. */
+export interface DockerExecutorOptions extends Omit<DockerExecutorConfig, "runtime" | "dockerOptions"> {
   /** Passed to dockerode as is, for TCP/TLS daemons (host, port, protocol, ca, cert, key). */
   dockerOptions?: Dockerode.DockerOptions;
-  /** Deadline for short API calls (inspect, create, kill, remove); default 60 s. */
-  requestTimeoutMs?: number;
 }
 
-export interface DockerExecutorConfig extends DockerExecutorOptions {
-  runtime: "docker";
-}
+export type { DockerExecutorConfig };
+
+const OPTION_NAMES = [
+  "socketPath",
+  "dockerOptions",
+  "requestTimeoutMs",
+  "livenessIntervalMs",
+  "tmpDir",
+] as const;
 
 /** The Docker Engine backend: every operation through the Engine API (dockerode). */
 export class DockerExecutor implements ContainerExecutor {
@@ -66,6 +70,8 @@ export class DockerExecutor implements ContainerExecutor {
   readonly #docker: Dockerode;
   readonly #where: string;
   readonly #timeoutMs: number;
+  readonly #tmpDir: string | undefined;
+  readonly #liveness: DaemonLiveness;
   readonly #containers = new Set<DockerContainer>();
   readonly #services = new Set<DockerService>();
   #info: Promise<RuntimeInfo> | undefined;
@@ -84,6 +90,16 @@ export class DockerExecutor implements ContainerExecutor {
       this.#where = fromEnv ?? "/var/run/docker.sock";
     }
     this.#timeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.#tmpDir = options.tmpDir;
+    traceDaemonCalls(this.#docker);
+    this.#liveness = new DaemonLiveness(
+      (signal) =>
+        ping(this.#docker, signal).catch((err: unknown) => {
+          throw mapDockerError(err, "pinging the daemon", this.#where);
+        }),
+      options.livenessIntervalMs ?? 2000,
+      this.#where,
+    );
   }
 
   /** The dockerode client, for what the interface does not cover. */
@@ -91,7 +107,18 @@ export class DockerExecutor implements ContainerExecutor {
     return this.#docker;
   }
 
-  info(): Promise<RuntimeInfo> {
+  /**
+   * What the daemon is and can do. Probed once and kept, but every call first checks that the
+   * daemon still answers (one ping), so a daemon gone since gives RuntimeUnavailableError, and one
+   * back (perhaps upgraded) is probed afresh.
+   */
+  async info(): Promise<RuntimeInfo> {
+    if (this.#info) await this.#short("pinging the daemon", (signal) => ping(this.#docker, signal));
+    return this.#probed();
+  }
+
+  /** The probe as kept, without a liveness check (calls that talk to the daemon anyway). */
+  #probed(): Promise<RuntimeInfo> {
     this.#info ??= this.#probe().catch((err) => {
       this.#info = undefined;
       throw err;
@@ -157,29 +184,23 @@ export class DockerExecutor implements ContainerExecutor {
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     throwIfAborted(options.signal, "loading the image");
-    // A stream is spooled to a file first: the archive is checked in full before the daemon sees
-    // a byte, so a bad archive never leaves a half-loaded image behind.
-    let spoolDir: string | undefined;
-    let path: string;
-    if (typeof archive === "string") {
-      path = archive;
-    } else {
-      spoolDir = await mkdtemp(join(tmpdir(), "contexec-load-"));
-      path = join(spoolDir, "image.tar");
-      try {
-        await pipeline(archive, createWriteStream(path), options.signal ? { signal: options.signal } : {});
-      } catch (err) {
-        await rm(spoolDir, { recursive: true, force: true });
-        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
-        throw err;
-      }
-    }
+    // A stream (or FIFO) is copied to a file first: the archive is checked in full before the
+    // daemon sees a byte, so a bad archive never leaves a half-loaded image behind.
+    const file = await archiveFile(archive, {
+      ...(this.#tmpDir !== undefined && { tmpDir: this.#tmpDir }),
+      ...(options.signal && { signal: options.signal }),
+    });
     try {
-      const meta = await readImageArchive(path, options.signal ? { signal: options.signal } : {});
+      const meta = await readImageArchive(file.path, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
       if (await this.hasImage(meta.id)) return meta.id;
+      // The entry checks every backend runs, so Docker refuses exactly what Apptainer refuses.
+      await checkImageLayers(file.path, meta, options);
       const totalBytes = meta.archiveBytes;
       let bytesRead = 0;
-      const counted = createReadStream(path).pipe(
+      const counted = createReadStream(file.path).pipe(
         new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesRead += chunk.length;
@@ -203,7 +224,7 @@ export class DockerExecutor implements ContainerExecutor {
       }
       return meta.id;
     } finally {
-      if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+      await file.remove();
     }
   }
 
@@ -253,7 +274,7 @@ export class DockerExecutor implements ContainerExecutor {
   async #plan(spec: ContainerSpec, options: PlanOptions, mode: { detached: boolean }): Promise<RunPlan> {
     throwIfAborted(options.signal, "planning the run");
     const valid = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
-    const profile = options.profile ?? (await this.info());
+    const profile = options.profile ?? (await this.#probed());
     let image: DockerPlanInput["image"];
     if (options.archive !== undefined) {
       const archive = await readImageArchive(
@@ -334,6 +355,7 @@ export class DockerExecutor implements ContainerExecutor {
       const handle = new DockerContainer(container, attach, stdin, {
         where: this.#where,
         short: (operation, fn) => this.#short(operation, fn),
+        liveness: this.#liveness,
         program: body.Entrypoint[0] ?? "",
         stopSignal: stopSignalOf(plan.process.stopSignal),
         onRemoved: (c) => this.#containers.delete(c),
@@ -356,6 +378,10 @@ export class DockerExecutor implements ContainerExecutor {
     if (failed) throw failed.reason;
   }
 
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   async #inspectImage(image: string): Promise<Dockerode.ImageInspectInfo> {
     try {
       return await this.#short(`inspecting image ${image}`, () => this.#docker.getImage(image).inspect());
@@ -366,15 +392,23 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   #short<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    return callDaemon(operation, this.#where, this.#timeoutMs, fn);
+    return callDaemon(operation, this.#where, this.#timeoutMs, fn).catch((err: unknown) =>
+      this.#forgetIfGone(err),
+    );
   }
 
   async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      throw mapDockerError(err, operation, this.#where);
+      return this.#forgetIfGone(mapDockerError(err, operation, this.#where));
     }
+  }
+
+  /** A daemon found gone is probed afresh when it is back (it may have been upgraded). */
+  #forgetIfGone(err: unknown): never {
+    if (err instanceof RuntimeUnavailableError) this.#info = undefined;
+    throw err;
   }
 }
 
@@ -400,31 +434,71 @@ async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): P
   });
 }
 
-const CONFIG_KEYS = ["runtime", "socketPath", "dockerOptions", "requestTimeoutMs"];
+/**
+ * Logs every Engine API request of this client to the debug log (`NODE_DEBUG=contexec`) with its
+ * duration and outcome: all of dockerode's calls go through the modem's dial.
+ */
+function traceDaemonCalls(docker: Dockerode): void {
+  const modem = docker.modem as {
+    dial(options: DialOptions, callback: (err: unknown, data: unknown) => void): void;
+  };
+  const dial = modem.dial.bind(modem);
+  modem.dial = (options, callback) => {
+    const started = performance.now();
+    dial(options, (err, data) => {
+      const e = err as { statusCode?: number; code?: string; message?: string } | null;
+      const outcome = e ? `failed: ${e.statusCode ?? e.code ?? ""} ${e.message ?? ""}`.trim() : "ok";
+      logRuntimeCall(
+        "docker",
+        `${options.method} ${options.path.replace(/\?$/, "")}`,
+        performance.now() - started,
+        outcome,
+      );
+      callback(err, data);
+    });
+  };
+}
+
+/** GET /_ping (dockerode takes an abortSignal here; its published types do not say so). */
+function ping(docker: Dockerode, signal: AbortSignal): Promise<unknown> {
+  return (docker.ping as (options: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, {
+    abortSignal: signal,
+  });
+}
+
+interface DialOptions {
+  method: string;
+  path: string;
+}
 
 /** Checks a docker executor config; throws InvalidConfigError listing every problem. */
-export function validateConfig(config: ExecutorConfig): void {
+export function validateConfig(config: BackendConfig): void {
   const issues: string[] = [];
   if (config.runtime !== "docker") issues.push(`runtime must be "docker", not "${String(config.runtime)}"`);
   for (const key of Object.keys(config)) {
-    if (!CONFIG_KEYS.includes(key))
-      issues.push(`unknown option "${key}" (known: ${CONFIG_KEYS.slice(1).join(", ")})`);
+    if (key !== "runtime" && !(OPTION_NAMES as readonly string[]).includes(key))
+      issues.push(`unknown option "${key}" (known: ${OPTION_NAMES.join(", ")})`);
   }
-  if (config.socketPath !== undefined && (typeof config.socketPath !== "string" || config.socketPath === ""))
-    issues.push("socketPath must be a non-empty string");
+  for (const key of ["socketPath", "tmpDir"] as const) {
+    const v = config[key];
+    if (v !== undefined && (typeof v !== "string" || v === ""))
+      issues.push(`${key} must be a non-empty string`);
+  }
   if (
     config.dockerOptions !== undefined &&
     (typeof config.dockerOptions !== "object" || config.dockerOptions === null)
   )
     issues.push("dockerOptions must be an object (dockerode's options)");
-  const timeout = config.requestTimeoutMs;
-  if (timeout !== undefined && (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout <= 0))
-    issues.push("requestTimeoutMs must be a positive number");
+  for (const key of ["requestTimeoutMs", "livenessIntervalMs"] as const) {
+    const v = config[key];
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0))
+      issues.push(`${key} must be a positive number of milliseconds`);
+  }
   if (issues.length > 0) throw new InvalidConfigError(`invalid docker executor config: ${issues.join("; ")}`);
 }
 
 /** The hook `createExecutor({ runtime: "docker" })` calls. */
-export function createBackend(config: ExecutorConfig): DockerExecutor {
+export function createBackend(config: BackendConfig): DockerExecutor {
   validateConfig(config);
   const { runtime: _, ...options } = config;
   return new DockerExecutor(options as DockerExecutorOptions);

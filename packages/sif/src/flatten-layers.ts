@@ -1,5 +1,12 @@
-import type { TarEntryKind, TarHeader } from "@contexec/core";
-import { AbortedError, ImageArchiveError } from "@contexec/core";
+import {
+  AbortedError,
+  type ArchiveLimits,
+  classifyLayerEntry,
+  ImageArchiveError,
+  LayerBudget,
+  type TarEntryKind,
+  type TarHeader,
+} from "@contexec/core";
 import type { LayerSource } from "./layer-source.js";
 
 /*
@@ -77,6 +84,8 @@ export interface FlattenPlan {
 
 export interface FlattenOptions {
   signal?: AbortSignal | undefined;
+  /** Bounds on entries and uncompressed bytes (core's ArchiveLimits; generous defaults). */
+  limits?: Partial<ArchiveLimits> | undefined;
 }
 
 export const OPERATION = "converting the image";
@@ -87,6 +96,7 @@ export async function planFlatten(
   options: FlattenOptions = {},
 ): Promise<FlattenPlan> {
   const { signal } = options;
+  const budget = new LayerBudget(options.limits);
   const final = new Map<string, LayerEntry>();
   const implied = new Set<string>();
   const deleted = new Set<string>();
@@ -116,37 +126,24 @@ export async function planFlatten(
     const layerOpaque = new Set<string>();
     const lowerReferences: LowerReference[] = [];
 
-    for await (const header of layer.readHeaders()) {
+    for await (const header of layer.readHeaders({ budget })) {
       if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-      const path = entryPath(header.name, what);
-      if (path === "") {
-        if (header.kind !== "directory") {
-          throw new ImageArchiveError(`${what} replaces the image's root folder with a non-folder`, {
-            entry: header.name,
-          });
-        }
-        continue; // the root's own metadata is fixed: 0755, root-owned
-      }
-      const slash = path.lastIndexOf("/");
-      const base = path.slice(slash + 1);
-      const dir = slash === -1 ? "" : path.slice(0, slash);
-      if (base.startsWith(".wh.")) {
-        if (base === ".wh..wh..opq") layerOpaque.add(dir);
-        else if (!base.startsWith(".wh..wh.")) {
-          const name = base.slice(4);
-          if (name === "" || name === "." || name === "..") {
-            throw new ImageArchiveError(`${what} holds a malformed whiteout`, { entry: header.name });
-          }
-          layerDeleted.add(dir === "" ? name : `${dir}/${name}`);
-        }
-        // Other `.wh..wh.` names are aufs bookkeeping, not content.
+      const meaning = classifyLayerEntry(header, what, layer.member);
+      if (meaning.type === "root" || meaning.type === "bookkeeping") continue;
+      if (meaning.type === "opaque") {
+        layerOpaque.add(meaning.dir);
         continue;
       }
-      const kind = entryKind(header, what);
-      if (kind === null) {
+      if (meaning.type === "whiteout") {
+        layerDeleted.add(meaning.path);
+        continue;
+      }
+      const { path } = meaning;
+      if (meaning.kind === "character-device" || meaning.kind === "block-device") {
         droppedDevices.push(`/${path}`);
         continue;
       }
+      const kind: EntryKind = meaning.kind;
       for (let a = parentOf(path); a !== ""; a = parentOf(a)) {
         const e = entries.get(a);
         if (e && e.kind !== "directory") {
@@ -171,14 +168,8 @@ export async function planFlatten(
         ordinal: header.ordinal,
         dataOffset: header.dataOffset,
       };
-      if (kind === "symlink") {
-        if (header.linkname === "" || header.linkname.includes("\0")) {
-          throw new ImageArchiveError(`${what} holds a symlink with an empty or NUL-holding target`, {
-            entry: header.name,
-          });
-        }
-      } else if (kind === "link") {
-        const targetPath = linkTargetPath(header, what);
+      if (meaning.linkTarget !== undefined) {
+        const targetPath = meaning.linkTarget;
         entry.linkname = targetPath;
         const earlier = entries.get(targetPath);
         if (earlier) {
@@ -349,78 +340,6 @@ function blockedBy(
   return false;
 }
 
-function entryKind(header: TarHeader, what: string): EntryKind | null {
-  switch (header.kind) {
-    case "file":
-    case "link":
-    case "symlink":
-    case "directory":
-    case "fifo":
-      return header.kind;
-    case "character-device":
-    case "block-device":
-      return null;
-    default:
-      throw new ImageArchiveError(
-        `${what} holds an entry of unsupported tar type '${printable(header.typeflag)}' (only files, folders, links, symlinks and fifos are allowed)`,
-        { entry: header.name },
-      );
-  }
-}
-
-const CLEAN_NAME = /^(?!\.{1,2}(?:\/|$))[^/\0]+(?:\/(?!\.{1,2}(?:\/|$))[^/\0]+)*$/;
-
-/**
- * An entry's path inside the image: relative, without `.` segments and with `..` resolved.
- * Leading slashes are dropped (absolute names are relative to the image root, as Docker reads
- * them). A name that climbs out of the root, or holds a NUL, is refused.
- */
-export function entryPath(name: string, what: string): string {
-  // Most names are already clean ("usr/bin/env"): no leading or doubled slash, no . or .. part.
-  if (CLEAN_NAME.test(name)) return name;
-  if (name.includes("\0")) {
-    throw new ImageArchiveError(`${what} holds an entry whose name contains a NUL byte`, {
-      entry: printable(name),
-    });
-  }
-  const parts: string[] = [];
-  for (const part of name.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (parts.length === 0) {
-        throw new ImageArchiveError(`${what} holds an entry whose path leaves the image root`, {
-          entry: name,
-        });
-      }
-      parts.pop();
-    } else parts.push(part);
-  }
-  return parts.join("/");
-}
-
-function linkTargetPath(header: TarHeader, what: string): string {
-  if (header.linkname.includes("\0")) {
-    throw new ImageArchiveError(`${what} holds a hard link whose target contains a NUL byte`, {
-      entry: header.name,
-    });
-  }
-  let target: string;
-  try {
-    target = entryPath(header.linkname, what);
-  } catch {
-    throw new ImageArchiveError(
-      `${what} holds a hard link pointing outside the image (to "${header.linkname}")`,
-      {
-        entry: header.name,
-      },
-    );
-  }
-  if (target === "") {
-    throw new ImageArchiveError(`${what} holds a hard link to the root folder`, { entry: header.name });
-  }
-  return target;
-}
-
 function linkToFolder(what: string, entry: string, target: string): ImageArchiveError {
   return new ImageArchiveError(`${what} holds a hard link to the folder /${target}`, { entry });
 }
@@ -434,14 +353,4 @@ function missingTarget(r: LowerReference): ImageArchiveError {
 function parentOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i === -1 ? "" : path.slice(0, i);
-}
-
-/** Control characters shown as \xNN, so a message names a hostile entry readably. */
-export function printable(s: string): string {
-  let out = "";
-  for (const c of s) {
-    const code = c.charCodeAt(0);
-    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, "0")}` : c;
-  }
-  return out;
 }

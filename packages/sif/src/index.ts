@@ -8,7 +8,6 @@ export {
 } from "./flatten-layers.js";
 export { checkableByOffset, checkLayerDigests, type DigestCheck } from "./layer-digests.js";
 export { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
-export { type OpenedLayer, openLayer } from "./open-layer.js";
 export { type ImageFiles, type ReadImageFilesOptions, readImageFiles } from "./read-image-files.js";
 export {
   alignUp,

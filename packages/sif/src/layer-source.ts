@@ -2,13 +2,15 @@ import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import {
   type ArchiveLayer,
-  fileByteSource,
   ImageArchiveError,
+  type LayerBudget,
+  type OpenedLayer,
+  openLayer,
+  readLayerHeaders,
   readTarHeaders,
   streamByteSource,
   type TarHeader,
 } from "@contexec/core";
-import { type OpenedLayer, openLayer } from "./open-layer.js";
 
 /**
  * One layer as the flattener sees it: its headers can be listed (the planning pass) and its
@@ -18,12 +20,14 @@ import { type OpenedLayer, openLayer } from "./open-layer.js";
 export interface LayerSource {
   /** Names the layer in errors and messages: `layer <member>`. */
   name: string;
+  /** The archive member holding the layer, when it comes from an archive. */
+  member?: string;
   /** The uncompressed layer's digest to check while streaming, when known. */
   diffId?: string | undefined;
   /** Bytes the layer takes in the archive (progress). */
   storedSize: number;
-  /** Entry headers in order, data skipped. */
-  readHeaders(): AsyncGenerator<TarHeader>;
+  /** Entry headers in order, data skipped; with a budget, bytes and entries are counted against its limits. */
+  readHeaders(options?: { budget?: LayerBudget }): AsyncGenerator<TarHeader>;
   /**
    * The uncompressed tar bytes. Attach consumers synchronously: the stream starts flowing on the
    * next tick.
@@ -54,28 +58,11 @@ export function archiveLayerSource(
   const name = `layer ${layer.member}`;
   return {
     name,
+    member: layer.member,
     diffId: layer.diffId,
     storedSize: layer.size,
-    async *readHeaders() {
-      if (layer.compression === "none") {
-        const source = await fileByteSource(archivePath, {
-          start: layer.dataOffset,
-          end: layer.dataOffset + layer.size,
-        });
-        try {
-          yield* readTarHeaders(source, { what: name });
-        } finally {
-          await source.close();
-        }
-        return;
-      }
-      const opened = openLayer(archivePath, layer, { ...(signal && { signal }) });
-      try {
-        yield* readTarHeaders(streamByteSource(opened.stream), { what: name });
-      } finally {
-        opened.destroy();
-      }
-    },
+    readHeaders: (options = {}) =>
+      readLayerHeaders(archivePath, layer, { ...options, ...(signal && { signal }) }),
     open: (onRawBytes) =>
       openLayer(archivePath, layer, { ...(signal && { signal }), ...(onRawBytes && { onRawBytes }) }),
     ...(layer.compression === "none" && {
@@ -110,8 +97,16 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
     name,
     diffId,
     storedSize: tar.length,
-    async *readHeaders() {
-      yield* readTarHeaders(streamByteSource(Readable.from([tar])), { what: name });
+    async *readHeaders(options = {}) {
+      const { budget } = options;
+      const headers = readTarHeaders(streamByteSource(Readable.from([tar])), {
+        what: name,
+        ...(budget && { onBytes: (n: number) => budget.takeBytes(n, name) }),
+      });
+      for await (const header of headers) {
+        budget?.takeEntry(name, header.name);
+        yield header;
+      }
     },
     open(onRawBytes) {
       const stream = new PassThrough();

@@ -1,11 +1,10 @@
 import { createHash } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { AbortedError, ImageArchiveError } from "@contexec/core";
+import { AbortedError, entryPath, ImageArchiveError } from "@contexec/core";
 import * as tar from "tar-stream";
 import {
   type DataCopy,
   type EntryKind,
-  entryPath,
   type FlatEntry,
   type FlattenPlan,
   OPERATION,

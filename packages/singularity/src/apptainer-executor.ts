@@ -1,15 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  type BackendConfig,
   type ContainerExecutor,
   type ContainerSpec,
-  type ExecutorConfig,
+  checkImageLayers,
   hostFacts,
   type ImageArchive,
   type ImageId,
@@ -237,45 +236,23 @@ export class ApptainerExecutor implements ContainerExecutor {
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
-    let path: string;
-    let spool: string | undefined;
-    if (typeof archive === "string") {
-      path = archive;
-    } else {
-      // Apptainer reads archives from files: a stream is written to a private file first.
-      spool = join(tmp, `spool-${randomBytes(8).toString("hex")}.tar`);
-      path = spool;
-      let bytesRead = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          bytesRead += chunk.length;
-          options.onProgress?.({ bytesRead });
-          cb(null, chunk);
-        },
-      });
-      try {
-        await pipeline(archive, count, createWriteStream(spool, { mode: 0o600 }), {
-          ...(options.signal && { signal: options.signal }),
-        });
-      } catch (err) {
-        await rm(spool, { force: true });
-        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
-        throw err;
-      }
-    }
+    // A stream, FIFO or device is copied to a private file first: Apptainer reads archives from files.
+    const file = await archiveFile(archive, { tmpDir: tmp, ...options });
     try {
-      const read = await readImageArchive(path, {
-        ...(options.signal && { signal: options.signal }),
-        ...(options.onProgress && spool === undefined && { onProgress: options.onProgress }),
+      const read = await readImageArchive(file.path, {
+        ...options,
+        ...(file.spooled && { onProgress: undefined }),
       });
+      // The same entry checks as every backend's, before converting (a cached image was checked then).
+      if (!(await this.hasImage(read.id))) await checkImageLayers(file.path, read, options);
       const converter = await this.#getConverter();
-      await this.cache.ensure(read, path, converter, {
+      await this.cache.ensure(read, file.path, converter, {
         tmpDir: tmp,
         ...(options.signal && { signal: options.signal }),
       });
       return read.id;
     } finally {
-      if (spool) await rm(spool, { force: true });
+      await file.remove();
     }
   }
 
@@ -408,6 +385,10 @@ export class ApptainerExecutor implements ContainerExecutor {
       if (dir) await rm(dir, { recursive: true, force: true });
       this.#unhookTmp?.();
     }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async #plan(
@@ -613,13 +594,13 @@ const CONFIG_KEYS = new Set([
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
-export async function createBackend(config: ExecutorConfig): Promise<ApptainerExecutor> {
+export async function createBackend(config: BackendConfig): Promise<ApptainerExecutor> {
   validateConfig(config);
   return new ApptainerExecutor(config as ApptainerExecutorOptions);
 }
 
 /** Checks an apptainer/singularity executor config; throws InvalidConfigError listing every problem. */
-export function validateConfig(config: ExecutorConfig): void {
+export function validateConfig(config: BackendConfig): void {
   const issues: string[] = [];
   for (const key of Object.keys(config)) {
     if (!CONFIG_KEYS.has(key)) issues.push(`unknown option "${key}" (known: ${[...CONFIG_KEYS].join(", ")})`);

@@ -1,5 +1,6 @@
 import { ImageArchiveError } from "../errors.js";
 import type { ByteSource } from "./byte-source.js";
+import { printable } from "./layer-entries.js";
 
 /**
  * The one tar header reader: for an image archive (what `docker save` writes) and for the tar
@@ -54,6 +55,11 @@ export interface ReadTarOptions {
   capture?: (header: TarHeader) => boolean;
   /** Return this many leading bytes of every regular file's data. */
   headBytes?: number;
+  /**
+   * Called with the number of bytes the reader is about to read or skip (a header block, an
+   * extension's data, an entry's data), before it does: a budget can throw to stop it.
+   */
+  onBytes?: (n: number) => void;
 }
 
 const BLOCK = 512;
@@ -79,7 +85,7 @@ export async function* readTarHeaders(
   source: ByteSource,
   options: ReadTarOptions,
 ): AsyncGenerator<TarHeader> {
-  const { what, capture, headBytes = 0 } = options;
+  const { what, capture, headBytes = 0, onBytes } = options;
   let pax: Record<string, string> | null = null;
   let globalPax: Record<string, string> | null = null;
   let longName: string | null = null;
@@ -87,6 +93,7 @@ export async function* readTarHeaders(
   let ordinal = 0;
   for (;;) {
     const offset = source.position;
+    onBytes?.(BLOCK);
     const block = await readOrTruncated(source, BLOCK, what, true);
     if (block === null && options.requireEndMarker) {
       throw new ImageArchiveError(
@@ -101,17 +108,18 @@ export async function* readTarHeaders(
       if (size > MAX_EXTENSION) {
         throw new ImageArchiveError(`${what}: tar extension header at offset ${offset} is larger than 1 MiB`);
       }
+      onBytes?.(padded(size));
       const body = (await readOrTruncated(source, padded(size), what, false)) as Buffer;
       const data = body.subarray(0, size);
       if (typeflag === "x") pax = parsePax(data, what);
       else if (typeflag === "g") globalPax = parsePax(data, what);
-      else if (typeflag === "K") longLink = cString(data);
-      else longName = cString(data);
+      else if (typeflag === "K") longLink = nameText(data, 0, data.length, what, offset);
+      else longName = nameText(data, 0, data.length, what, offset);
       continue;
     }
-    let name = field(block, 0, 100);
-    if (isUstar(block) && block[345] !== 0) name = `${field(block, 345, 155)}/${name}`;
-    let linkname = block[157] === 0 ? "" : field(block, 157, 100);
+    let name = nameText(block, 0, 100, what, offset);
+    if (isUstar(block) && block[345] !== 0) name = `${nameText(block, 345, 155, what, offset)}/${name}`;
+    let linkname = block[157] === 0 ? "" : nameText(block, 157, 100, what, offset);
     let uid = readNumber(block, 108, 8);
     let gid = readNumber(block, 116, 8);
     let mtime = readNumber(block, 136, 12);
@@ -155,6 +163,7 @@ export async function* readTarHeaders(
     // tar-stream reads no data after a folder entry whatever its size says, and reads data after
     // every other kind; follow it exactly.
     let left = kind !== "directory" && size > 0 ? padded(size) : 0;
+    if (left > 0) onBytes?.(left);
     if (left > 0 && capture?.(header)) {
       const data = (await readOrTruncated(source, left, what, false)) as Buffer;
       header.data = Buffer.from(data.subarray(0, size));
@@ -235,12 +244,25 @@ function isZero(block: Buffer): boolean {
   return true;
 }
 
-/** Text of a header field, up to its first NUL. */
-function field(block: Buffer, at: number, length: number): string {
+/**
+ * A name from a header field or a GNU long name: the text up to its first NUL. Anything but NULs
+ * after that is refused: readers disagree on such a name (one stops at the NUL, another keeps the
+ * rest), which is how a hostile archive shows each tool a different file.
+ */
+function nameText(buf: Buffer, at: number, length: number, what: string, offset: number): string {
   let end = at;
   const limit = at + length;
-  while (end < limit && block[end] !== 0) end++;
-  return block.toString("utf8", at, end);
+  while (end < limit && buf[end] !== 0) end++;
+  const text = buf.toString("utf8", at, end);
+  for (let i = end; i < limit; i++) {
+    if (buf[i] !== 0) {
+      throw new ImageArchiveError(
+        `${what}: the tar header at offset ${offset} has a name with bytes after its NUL terminator`,
+        { entry: printable(buf.toString("latin1", at, limit).replace(/\0+$/, "")) },
+      );
+    }
+  }
+  return text;
 }
 
 const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
@@ -248,12 +270,6 @@ const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
 function isUstar(block: Buffer): boolean {
   for (let i = 0; i < 6; i++) if (block[257 + i] !== USTAR[i]) return false;
   return true;
-}
-
-/** Text up to the first NUL. */
-function cString(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.subarray(0, end === -1 ? buf.length : end).toString("utf8");
 }
 
 /** Octal ASCII (leading spaces and NULs allowed), or GNU base-256 when the top bit is set. */
