@@ -283,6 +283,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       network: spec.network,
       stopSignal: stopSignalOf(plan.process.stopSignal),
       fifoDir: await this.#tmp(),
+      startCwd: plan.command.cwd,
       onStopped: (s) => {
         this.#services.delete(s);
         void runCleanupSteps(plan.after);

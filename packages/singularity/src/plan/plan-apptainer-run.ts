@@ -133,8 +133,10 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
   const runtimeCommand: PlannedCommand = {
     argv: instance ? instance.start.argv : command.argv,
     env: { ...input.runtimeEnv, ...command.env },
-    // Never the caller's folder: nothing of the host's cwd should reach the container.
-    cwd: "/",
+    // Never the caller's folder: nothing of the host's cwd should reach the container. An
+    // instance starts in its own scratch folder, which Apptainer records in the instance's config:
+    // that is how its service tells its own instance from another of the same name.
+    cwd: instance ? scratch : "/",
     stdin: spec.stdin === true,
     ...(cgroups && { joinCgroups: cgroups.procsFiles }),
   };

@@ -60,9 +60,14 @@ describe("Apptainer services are instances", () => {
       { exactName: true },
     );
     expect(first.name).toBe(name);
+    const before = (await listed()).find((i) => i.name === name);
     await expect(
       executor.startService({ image, command: ["sleep", "1000"], name }, { exactName: true }),
     ).rejects.toMatchObject({ code: "E_RUNTIME" });
+    // The refused start's clean-up must not touch the first service: same instance, still answering.
+    expect((await listed()).find((i) => i.name === name)).toEqual(before);
+    expect(await first.state()).toBe("running");
+    expect(await first.exec(["echo", "still here"])).toMatchObject({ exitCode: 0, stdout: "still here\n" });
     await first.stop({ graceMs: 1000 });
     expect((await listed()).map((i) => i.name)).not.toContain(name);
   });

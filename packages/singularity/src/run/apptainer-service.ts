@@ -25,6 +25,7 @@ import {
   renderInstanceExec,
 } from "../plan/render-apptainer-command.js";
 import { envPrefixOf } from "../probe/runtime-version.js";
+import { instanceStartFolder } from "../process/instance-start-folder.js";
 import {
   findNamespaceInit,
   isSameProcess,
@@ -58,6 +59,11 @@ export interface ServicePlan {
   stopSignal: NodeJS.Signals | undefined;
   /** A private folder for the FIFOs of the standard streams. */
   fifoDir: string;
+  /**
+   * The folder `instance start` runs in: this service's own. Apptainer records it in the
+   * instance's config, which tells this service's instance from another of the same name.
+   */
+  startCwd: string;
   onStopped: (s: ApptainerService) => void;
 }
 
@@ -78,6 +84,8 @@ export class ApptainerService implements Service {
   readonly #stderrTail = new StreamTail(8192);
   #state: ContainerState = "created";
   #instanceInit: ProcessEntry | undefined;
+  /** `instance start` succeeded: the instance of this name is this service's. */
+  #made = false;
   #mainPid: number | undefined;
   #done: Promise<Outcome> | undefined;
   #outcome: Outcome | undefined;
@@ -107,7 +115,7 @@ export class ApptainerService implements Service {
     const made = await execa(start.argv[0] as string, start.argv.slice(1), {
       env: processEnv,
       extendEnv: false,
-      cwd: "/",
+      cwd: this.#plan.startCwd,
       stdin: "ignore",
       reject: false,
       timeout: INSTANCE_START_TIMEOUT_MS,
@@ -122,10 +130,12 @@ export class ApptainerService implements Service {
         { ...(made.exitCode !== undefined && { runtimeExitCode: made.exitCode }), stderr },
       );
       this.#outcome = { error };
-      // A half-made instance must not stay behind.
+      // A half-made instance must not stay behind; one of the same name that was there first
+      // (a refused duplicate) is not this service's and is left alone.
       await this.#endInstance();
       throw error;
     }
+    this.#made = true;
     this.#instanceInit = await this.#findInstanceInit();
     await this.#startMain();
   }
@@ -286,31 +296,33 @@ export class ApptainerService implements Service {
     return found ? processEntry(found.pid) : undefined;
   }
 
-  /** The instance's init (the pid `instance list` gives), to end the instance by. */
+  /**
+   * This service's instance's init (the pid `instance list` gives), to end the instance by. An
+   * instance of this name started from another folder is another's. Where the start folder cannot
+   * be read (a setuid starter's processes), the name is trusted only once `instance start` has
+   * succeeded.
+   */
   async #findInstanceInit(): Promise<ProcessEntry | undefined> {
-    const { binary, baseEnv } = this.#plan;
-    const r = await execa(binary, ["instance", "list", "--json", this.name], {
-      env: baseEnv,
-      extendEnv: false,
-      reject: false,
-      timeout: 30_000,
-      stdin: "ignore",
-    });
-    const pid = parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
-    return pid === undefined ? undefined : processEntry(pid);
+    const pid = await this.#listedPid();
+    if (pid === undefined) return undefined;
+    const folder = await instanceStartFolder(pid);
+    const ours = folder !== undefined ? folder === this.#plan.startCwd : this.#made;
+    return ours ? processEntry(pid) : undefined;
   }
 
   /**
-   * Ends the instance: SIGKILL to its init ends every process in its PID namespace and Apptainer
-   * cleans up after it (0.15 s here, where `instance stop` takes 1.5-3.5 s). If the instance is
-   * still listed after that, `instance stop --force` is the fallback.
+   * Ends this service's instance, and nothing else: SIGKILL to its init ends every process in
+   * its PID namespace and Apptainer cleans up after it (0.15 s here, where `instance stop` takes
+   * 1.5-3.5 s). `instance stop --force` is the fallback while the name is still listed with that
+   * init's pid.
    */
   #endInstance(): Promise<void> {
     this.#ending ??= (async () => {
       const init = this.#instanceInit ?? (await this.#findInstanceInit().catch(() => undefined));
-      if (init && (await isSameProcess(init))) signalProcess(init.pid, "SIGKILL");
+      if (!init) return;
+      if (await isSameProcess(init)) signalProcess(init.pid, "SIGKILL");
       for (let i = 0; i < 100; i++) {
-        if (!(await this.#listed())) return;
+        if ((await this.#listedPid()) !== init.pid) return;
         await delay(50);
       }
       await execa(this.#plan.binary, ["instance", "stop", "--force", this.name], {
@@ -324,7 +336,8 @@ export class ApptainerService implements Service {
     return this.#ending;
   }
 
-  async #listed(): Promise<boolean> {
+  /** The pid `instance list` gives for this service's name, whoever's instance that is. */
+  async #listedPid(): Promise<number | undefined> {
     const r = await execa(this.#plan.binary, ["instance", "list", "--json", this.name], {
       env: this.#plan.baseEnv,
       extendEnv: false,
@@ -332,7 +345,7 @@ export class ApptainerService implements Service {
       timeout: 30_000,
       stdin: "ignore",
     });
-    return parseInstanceList(String(r.stdout)).some((i) => i.name === this.name);
+    return parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
   }
 
   /** The exit code comes as 128+n when signal n ended the runtime process. */
