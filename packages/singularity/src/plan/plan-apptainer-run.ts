@@ -12,6 +12,7 @@ import {
   UnsupportedError,
 } from "@contexec/core";
 import { type CgroupLayout, type CgroupPlan, planCgroups } from "../process/cgroup-limits.js";
+import { renderContainerEnvScript } from "./container-env-script.js";
 import { type NumericUser, resolveUser } from "./image-user.js";
 import {
   type ApptainerCommand,
@@ -105,21 +106,42 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
         )
       : undefined;
   const homeSource = posix.join(scratch, "home");
+  const envScript = posix.join(scratch, "environment.sh");
+  // Apptainer sets APPTAINER_CONTAINER (readonly, in every container) to the image path it was
+  // given: a link in the container's own folder keeps the cache's path out of the container.
+  const imageLink = posix.join(scratch, "image.sif");
   const renderOptions = {
     ...(user && { user }),
     binary: facts.binary,
     createWorkdir: !image.workdirExists,
     homeSource,
+    envScript,
+    hostname: profile.host.hostname,
     ...(cgroups && { cgroup: { binds: cgroups.binds } }),
   };
-  const command = renderApptainerCommand(spec, image.config, probe, image.sifPath, renderOptions);
+  const command = renderApptainerCommand(spec, image.config, probe, imageLink, renderOptions);
   const instance = input.instance
-    ? renderApptainerInstance(spec, image.config, probe, image.sifPath, input.instance, renderOptions)
+    ? renderApptainerInstance(spec, image.config, probe, imageLink, input.instance, renderOptions)
     : undefined;
   const usesHome = command.argv.includes("--home");
 
   const before: PlanStep[] = [
     { op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" },
+    {
+      op: "write",
+      path: envScript,
+      content: renderContainerEnvScript({
+        env: command.containerEnv,
+        gpuLibs: command.argv.includes("--nv") || command.argv.includes("--rocm"),
+      }),
+      why: "the container's environment script: image ENV and spec env, without Apptainer's own variables",
+    },
+    {
+      op: "symlink",
+      path: imageLink,
+      target: image.sifPath,
+      why: "the image under a name of the container's own",
+    },
   ];
   if (usesHome) before.push({ op: "mkdir", path: homeSource, mode: 0o700, why: "an empty private HOME" });
   const after: PlanStep[] = [];

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -41,7 +41,8 @@ describe("Apptainer services are instances", () => {
     );
     expect(service.name).toMatch(/^listed-[0-9a-f]{8}$/);
     const entry = (await listed()).find((i) => i.name === service.name);
-    expect(entry?.image).toContain(cacheDir);
+    // The runtime was given the service's own link to the cached SIF (APPTAINER_CONTAINER names it).
+    expect(await realpath(entry?.image as string)).toContain(cacheDir);
     // Another process, outside this library, execs into it by name (with the privilege flags
     // this host needs, which the renderer knows).
     const argv = renderInstanceExec((await executor.probe()).render, service.name, ["cat", "/tmp/role"], "/");
