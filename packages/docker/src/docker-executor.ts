@@ -10,6 +10,7 @@ import {
   type Capabilities,
   type ContainerExecutor,
   type ContainerSpec,
+  currentOwner,
   type ExecutorConfig,
   hostFacts,
   type ImageId,
@@ -18,6 +19,7 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  ownerLabels,
   type PlanOptions,
   parseImageConfig,
   type RunPlan,
@@ -27,6 +29,7 @@ import {
   type ServiceOptions,
   type ServiceSummary,
   SUPPORTED,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
@@ -37,6 +40,7 @@ import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { DockerService } from "./docker-service.js";
+import { daemonAddress, removeOnExit } from "./exit-cleanup.js";
 import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
 import {
   type DockerCreateBody,
@@ -44,6 +48,7 @@ import {
   LABEL_MANAGED,
   LABEL_SERVICE,
 } from "./render-create-options.js";
+import { sweepLeftovers } from "./sweep-leftovers.js";
 
 export interface DockerExecutorOptions {
   /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
@@ -69,6 +74,8 @@ export class DockerExecutor implements ContainerExecutor {
   readonly #containers = new Set<DockerContainer>();
   readonly #services = new Set<DockerService>();
   #info: Promise<RuntimeInfo> | undefined;
+  #swept: Promise<unknown> | undefined;
+  #unhookExit: (() => void) | undefined;
 
   constructor(options: DockerExecutorOptions = {}) {
     const fromEnv = process.env.DOCKER_HOST;
@@ -292,6 +299,8 @@ export class DockerExecutor implements ContainerExecutor {
       labels: {
         [LABEL_MANAGED]: "true",
         [LABEL_EXECUTOR]: this.instanceId,
+        // Who owns it: a later executor removes it once this process is dead (sweepLeftovers).
+        ...ownerLabels(currentOwner()),
         ...(mode.detached && { [LABEL_SERVICE]: "true" }),
       },
       detached: mode.detached,
@@ -309,6 +318,10 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
+    // Once per executor, before its first container: what dead processes of this host left.
+    this.#swept ??= this.sweepLeftovers().catch(() => undefined);
+    await this.#swept;
+    this.#guardExit();
     const plan = await this.#plan(spec, {}, mode);
     if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
     const body = plan.dockerCreateBody as unknown as DockerCreateBody;
@@ -346,8 +359,27 @@ export class DockerExecutor implements ContainerExecutor {
     }
   }
 
+  /**
+   * Removes the containers contexec made for processes of this host that have died (see
+   * {@link sweepLeftovers}); what `contexec gc` calls. Runs once by itself before the first
+   * container an executor creates.
+   */
+  sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers(this.#docker);
+  }
+
+  /** If this process ends (exit, SIGINT, SIGTERM, SIGHUP) with containers of this executor, they are removed. */
+  #guardExit(): void {
+    if (this.#unhookExit) return;
+    const address = daemonAddress(this.#docker.modem as unknown as Record<string, unknown>);
+    if (!address) return;
+    this.#unhookExit = removeOnExit(address, () => [...this.#containers].map((c) => c.id));
+  }
+
   /** Stops every service and removes every container this executor created. */
   async close(): Promise<void> {
+    this.#unhookExit?.();
+    this.#unhookExit = undefined;
     const services = [...this.#services];
     this.#services.clear();
     const stopped = await Promise.allSettled(services.map((s) => s.stop({ graceMs: 2000 })));

@@ -70,6 +70,8 @@ export interface ApptainerPlanInput {
 /** A plan, and what the executor keeps for itself to run it (its cgroups to watch, the instance commands). */
 export interface ApptainerPlan {
   plan: RunPlan;
+  /** The container's scratch folder (made by the plan's steps before, removed after). */
+  scratch: string;
   command: ApptainerCommand;
   cgroups: CgroupPlan | undefined;
   instance: InstanceCommands | undefined;
@@ -209,7 +211,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
       ...(instance ? ["a service: `instance start`, then its command through `exec instance://NAME`"] : []),
     ],
   };
-  return { plan, command, cgroups, instance, user };
+  return { plan, scratch, command, cgroups, instance, user };
 }
 
 /** The planner facts of an Apptainer profile, checked: a profile file from elsewhere may be anything. */

@@ -19,6 +19,7 @@ import {
   validateArgv,
 } from "@contexec/core";
 import { execa } from "execa";
+import { processRef, type ResourceLedger, type ServiceRecord } from "../owner/leftover-records.js";
 import {
   type ApptainerCommand,
   type RenderProbe,
@@ -35,6 +36,7 @@ import {
 } from "../process/process-tree.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
+import { guardProcess } from "./exit-guard.js";
 
 /** Bytes of each stream a service keeps for logs(): the most recent ones. */
 const LOG_LIMIT = 1024 * 1024;
@@ -64,6 +66,8 @@ export interface ServicePlan {
    * instance's config, which tells this service's instance from another of the same name.
    */
   startCwd: string;
+  /** Its record in the executor's owner folder (written before the instance starts), for a sweep after a crash. */
+  ledger: ResourceLedger<ServiceRecord>;
   onStopped: (s: ApptainerService) => void;
 }
 
@@ -91,6 +95,7 @@ export class ApptainerService implements Service {
   #outcome: Outcome | undefined;
   #stopping: Promise<ExitStatus> | undefined;
   #ending: Promise<void> | undefined;
+  #unguard: (() => void) | undefined;
 
   constructor(plan: ServicePlan) {
     this.#plan = plan;
@@ -137,6 +142,8 @@ export class ApptainerService implements Service {
     }
     this.#made = true;
     this.#instanceInit = await this.#findInstanceInit();
+    const init = this.#instanceInit;
+    if (init) await this.#plan.ledger.write({ init: { pid: init.pid, startTime: init.startTime } });
     await this.#startMain();
   }
 
@@ -151,6 +158,12 @@ export class ApptainerService implements Service {
       this.#plan.runtime,
     );
     this.#mainPid = proc.pid;
+    // If this process exits first, the instance goes with it (its init) and so does the command's exec.
+    if (proc.pid !== undefined) {
+      const initPid = this.#instanceInit?.pid;
+      this.#unguard = guardProcess({ pid: proc.pid, initPid });
+      void processRef(proc.pid).then((ref) => ref && this.#plan.ledger.write({ main: ref }));
+    }
     proc.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
     proc.stderr.on("data", (b: Buffer) => {
       this.#stderr.push(b);
@@ -319,6 +332,8 @@ export class ApptainerService implements Service {
   #endInstance(): Promise<void> {
     this.#ending ??= (async () => {
       const init = this.#instanceInit ?? (await this.#findInstanceInit().catch(() => undefined));
+      this.#unguard?.();
+      this.#unguard = undefined;
       if (!init) return;
       if (await isSameProcess(init)) signalProcess(init.pid, "SIGKILL");
       for (let i = 0; i < 100; i++) {
