@@ -321,7 +321,7 @@ export class DockerExecutor implements ContainerExecutor {
     // Once per executor, before its first container: what dead processes of this host left.
     this.#swept ??= this.sweepLeftovers().catch(() => undefined);
     await this.#swept;
-    this.#guardExit();
+    await this.#guardExit();
     const plan = await this.#plan(spec, {}, mode);
     if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
     const body = plan.dockerCreateBody as unknown as DockerCreateBody;
@@ -369,10 +369,10 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   /** If this process ends (exit, SIGINT, SIGTERM, SIGHUP) with containers of this executor, they are removed. */
-  #guardExit(): void {
+  async #guardExit(): Promise<void> {
     if (this.#unhookExit) return;
-    const address = daemonAddress(this.#docker.modem as unknown as Record<string, unknown>);
-    if (!address) return;
+    const address = await daemonAddress(this.#docker.modem as unknown as Record<string, unknown>);
+    if (!address || this.#unhookExit) return;
     this.#unhookExit = removeOnExit(address, () => [...this.#containers].map((c) => c.id));
   }
 

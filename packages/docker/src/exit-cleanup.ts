@@ -7,8 +7,10 @@ export type DaemonAddress =
   | { host: string; port: number; protocol: "http" | "https"; ca?: string; cert?: string; key?: string };
 
 /** The address of dockerode's modem, where the helper can use it (not over ssh). */
-export function daemonAddress(modem: Record<string, unknown>): DaemonAddress | undefined {
-  if (typeof modem.socketPath === "string" && modem.socketPath) return { socketPath: modem.socketPath };
+export async function daemonAddress(modem: Record<string, unknown>): Promise<DaemonAddress | undefined> {
+  // docker-modem 5 leaves the default socket as a function that finds it (~/.docker/run first).
+  const socketPath = typeof modem.socketPath === "function" ? await modem.socketPath() : modem.socketPath;
+  if (typeof socketPath === "string" && socketPath) return { socketPath };
   const protocol = modem.protocol === "https" ? "https" : modem.protocol === "http" ? "http" : undefined;
   if (!protocol || typeof modem.host !== "string") return undefined;
   const text = (v: unknown) =>
