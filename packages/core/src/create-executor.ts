@@ -40,6 +40,8 @@ export interface ApptainerExecutorConfig {
   env?: NodeJS.ProcessEnv;
   /** Where probe findings are kept across processes, or false for none. */
   probeCache?: string | false;
+  /** Where the executor's owner record and the records of what it holds are kept (for sweeps after a crash). */
+  stateDir?: string;
 }
 
 /** `createExecutor({ runtime: "slurm", inner: "apptainer" })`: @contexec/slurm runs the inner backend's container as a job. */

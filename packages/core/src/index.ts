@@ -97,6 +97,32 @@ export { findExecutable } from "./find-executable.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
 export { TailBuffer } from "./io/tail-buffer.js";
 export {
+  defaultStateDir,
+  listOwnerFolders,
+  OwnerFolder,
+  type OwnerFolderInfo,
+  readOwnerFolder,
+  readResourceRecords,
+  STATE_DIR_ENV,
+  type SweepReport,
+} from "./owner/owner-folder.js";
+export {
+  currentOwner,
+  type HostIdentity,
+  hostIdentity,
+  judgeOwner,
+  OWNER_LABELS,
+  type OwnerLiveness,
+  type OwnerRecord,
+  ownerFromLabels,
+  ownerLabels,
+  ownerLiveness,
+  ownerLivenessSync,
+  parseOwnerRecord,
+} from "./owner/owner-record.js";
+export { dieWithParent } from "./owner/parent-death.js";
+export { type ProcStat, parseProcStat, readProcStat, readProcStatSync } from "./owner/proc-stat.js";
+export {
   describePlan,
   type FormatPlanOptions,
   formatPlan,

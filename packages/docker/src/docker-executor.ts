@@ -8,6 +8,7 @@ import {
   type ContainerExecutor,
   type ContainerSpec,
   checkImageLayers,
+  currentOwner,
   type DockerExecutorConfig,
   hostFacts,
   type ImageId,
@@ -17,6 +18,7 @@ import {
   type LoadOptions,
   launchService,
   logRuntimeCall,
+  ownerLabels,
   type PlanOptions,
   parseImageConfig,
   type RunPlan,
@@ -27,6 +29,7 @@ import {
   type ServiceOptions,
   type ServiceSummary,
   SUPPORTED,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
@@ -38,6 +41,7 @@ import { DaemonLiveness } from "./daemon-liveness.js";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { DockerService } from "./docker-service.js";
+import { daemonAddress, removeOnExit } from "./exit-cleanup.js";
 import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
 import {
   type DockerCreateBody,
@@ -45,6 +49,7 @@ import {
   LABEL_MANAGED,
   LABEL_SERVICE,
 } from "./render-create-options.js";
+import { sweepLeftovers } from "./sweep-leftovers.js";
 
 /** The options of core's DockerExecutorConfig (`createExecutor({ runtime: "docker", ... })`), dockerode's types where they apply. */
 export interface DockerExecutorOptions extends Omit<DockerExecutorConfig, "runtime" | "dockerOptions"> {
@@ -75,6 +80,8 @@ export class DockerExecutor implements ContainerExecutor {
   readonly #containers = new Set<DockerContainer>();
   readonly #services = new Set<DockerService>();
   #info: Promise<RuntimeInfo> | undefined;
+  #swept: Promise<unknown> | undefined;
+  #unhookExit: (() => void) | undefined;
 
   constructor(options: DockerExecutorOptions = {}) {
     const fromEnv = process.env.DOCKER_HOST;
@@ -313,6 +320,8 @@ export class DockerExecutor implements ContainerExecutor {
       labels: {
         [LABEL_MANAGED]: "true",
         [LABEL_EXECUTOR]: this.instanceId,
+        // Who owns it: a later executor removes it once this process is dead (sweepLeftovers).
+        ...ownerLabels(currentOwner()),
         ...(mode.detached && { [LABEL_SERVICE]: "true" }),
       },
       detached: mode.detached,
@@ -330,6 +339,10 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
+    // Once per executor, before its first container: what dead processes of this host left.
+    this.#swept ??= this.sweepLeftovers().catch(() => undefined);
+    await this.#swept;
+    await this.#guardExit();
     const plan = await this.#plan(spec, {}, mode);
     if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
     const body = plan.dockerCreateBody as unknown as DockerCreateBody;
@@ -368,8 +381,27 @@ export class DockerExecutor implements ContainerExecutor {
     }
   }
 
+  /**
+   * Removes the containers contexec made for processes of this host that have died (see
+   * {@link sweepLeftovers}); what `contexec gc` calls. Runs once by itself before the first
+   * container an executor creates.
+   */
+  sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers(this.#docker);
+  }
+
+  /** If this process ends (exit, SIGINT, SIGTERM, SIGHUP) with containers of this executor, they are removed. */
+  async #guardExit(): Promise<void> {
+    if (this.#unhookExit) return;
+    const address = await daemonAddress(this.#docker.modem as unknown as Record<string, unknown>);
+    if (!address || this.#unhookExit) return;
+    this.#unhookExit = removeOnExit(address, () => [...this.#containers].map((c) => c.id));
+  }
+
   /** Stops every service and removes every container this executor created. */
   async close(): Promise<void> {
+    this.#unhookExit?.();
+    this.#unhookExit = undefined;
     const services = [...this.#services];
     this.#services.clear();
     const stopped = await Promise.allSettled(services.map((s) => s.stop({ graceMs: 2000 })));

@@ -18,3 +18,4 @@ export {
   renderCreateOptions,
   renderGpus,
 } from "./render-create-options.js";
+export { sweepLeftovers } from "./sweep-leftovers.js";

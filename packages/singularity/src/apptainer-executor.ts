@@ -9,6 +9,7 @@ import {
   type ContainerExecutor,
   type ContainerSpec,
   checkImageLayers,
+  defaultStateDir,
   hostFacts,
   type ImageArchive,
   type ImageId,
@@ -17,6 +18,7 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  OwnerFolder,
   type PlanOptions,
   type RunPlan,
   RuntimeError,
@@ -29,6 +31,7 @@ import {
   runPlanSteps,
   type ServiceOptions,
   type ServiceSummary,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
@@ -40,6 +43,14 @@ import { NativeSifConverter } from "./image/native-converter.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
 import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
 import { pathInSif, readFileInSif } from "./image/sif-paths.js";
+import {
+  type ContainerRecord,
+  type ExecutorDetails,
+  OWNER_KIND,
+  ResourceLedger,
+  type ServiceRecord,
+} from "./owner/leftover-records.js";
+import { sweepLeftovers } from "./owner/sweep-leftovers.js";
 import {
   type ApptainerImageFacts,
   type ApptainerPlan,
@@ -86,6 +97,12 @@ export interface ApptainerExecutorOptions {
    * one: less privilege (no real root, no user switching, no own cgroups), squashfuse for SIFs.
    */
   userns?: boolean;
+  /**
+   * Where the executor keeps its owner record and the records of what it holds, so that a later
+   * executor can clean up after this process if it dies. Default: $CONTEXEC_STATE_DIR, else
+   * $XDG_RUNTIME_DIR/contexec, else $XDG_STATE_HOME/contexec, else ~/.local/state/contexec.
+   */
+  stateDir?: string;
   /** Where CONTEXEC_* and PATH are read from; default process.env. */
   env?: NodeJS.ProcessEnv;
   /**
@@ -118,6 +135,8 @@ export class ApptainerExecutor implements ContainerExecutor {
   #unhookTmp: (() => void) | undefined;
   /** FIFOs for containers' standard streams, made ahead in the scratch folder. */
   readonly #fifos = new FifoPool(() => this.#tmp());
+  /** This executor's owner folder (undefined where it could not be made: then nothing is recorded). */
+  #ownerFolder: OwnerFolder | undefined;
 
   constructor(options: ApptainerExecutorOptions = {}) {
     this.#options = options;
@@ -145,6 +164,8 @@ export class ApptainerExecutor implements ContainerExecutor {
     if (options.refresh) this.#probe = undefined;
     this.#probe ??= (async () => {
       const binary = await this.binary();
+      // First use, even with the findings cached: sweep what dead executors left, make our folder.
+      await this.#tmp();
       const cache = this.#probeCache();
       const key = cache
         ? await probeKey(binary, { env: this.#env, userns: this.#options.userns === true }).catch(
@@ -285,12 +306,17 @@ export class ApptainerExecutor implements ContainerExecutor {
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
     const name = serviceName(spec.name, options);
-    const planned = await this.#plan({ ...spec, name }, {}, randomBytes(32).toString("hex"), name);
+    const id = randomBytes(32).toString("hex");
+    const planned = await this.#plan({ ...spec, name }, {}, id, name);
     const { plan, instance } = planned;
     if (!instance) throw new Error("unreachable: a service plan has instance commands");
     const facts = apptainerPlannerFacts(await this.info());
+    // Recorded before anything exists: a crash from here on leaves nothing a sweep cannot find.
+    const ledger = this.#ledger<ServiceRecord>(`service-${id.slice(0, 16)}`);
+    await ledger.write({ kind: "service", name, startCwd: plan.command.cwd, scratch: planned.scratch });
     await runPlanSteps(plan.before).catch(async (err) => {
       await runCleanupSteps(plan.after);
+      await ledger.forget();
       throw new RuntimeError(
         this.runtime,
         `cannot prepare the service's scratch folder: ${(err as Error).message}`,
@@ -311,9 +337,11 @@ export class ApptainerExecutor implements ContainerExecutor {
       network: spec.network,
       stopSignal: stopSignalOf(plan.process.stopSignal),
       fifoDir: this.#fifos,
+      startCwd: plan.command.cwd,
+      ledger,
       onStopped: (s) => {
         this.#services.delete(s);
-        void runCleanupSteps(plan.after);
+        void runCleanupSteps(plan.after).then(() => ledger.forget());
       },
     });
     this.#services.add(service);
@@ -338,7 +366,7 @@ export class ApptainerExecutor implements ContainerExecutor {
     this.#assertOpen();
     this.#fifos.warm();
     const id = randomBytes(32).toString("hex");
-    const { plan, command, cgroups } = await this.#plan(spec, {}, id);
+    const { plan, command, cgroups, scratch } = await this.#plan(spec, {}, id);
     if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
       throw new InvalidSpecError([
         {
@@ -360,6 +388,8 @@ export class ApptainerExecutor implements ContainerExecutor {
       nsenter: apptainerPlannerFacts(profile).nsenter,
       fifoDir: this.#fifos,
       cgroups,
+      scratch,
+      ledger: this.#ledger<ContainerRecord>(`container-${id.slice(0, 16)}`),
       onRemoved: (c) => {
         this.#containers.delete(c);
       },
@@ -385,6 +415,25 @@ export class ApptainerExecutor implements ContainerExecutor {
       if (dir) await rm(dir, { recursive: true, force: true });
       this.#unhookTmp?.();
     }
+    await this.#ownerFolder?.remove();
+  }
+
+  /**
+   * Removes what Apptainer executors of dead processes on this host left behind (instances,
+   * container processes, cgroups, scratch folders; see {@link sweepLeftovers}). Every executor
+   * does this once before it makes anything; this runs it again, now.
+   */
+  async sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers({
+      stateDir: this.#stateDir(),
+      binary: await this.binary().catch(() => undefined),
+      env: this.#env,
+      caches: [this.cache],
+    });
+  }
+
+  #stateDir(): string {
+    return this.#options.stateDir ?? defaultStateDir(this.#env);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -551,22 +600,41 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#version;
   }
 
+  /**
+   * The executor's scratch folder, made on first use: after a sweep of what dead executors left
+   * behind, and with this executor's owner folder, which records it.
+   */
   #tmp(): Promise<string> {
     this.#tmpRoot ??= (async () => {
+      await this.sweepLeftovers().catch(() => undefined);
       const base = this.#options.tmpDir ?? tmpdir();
       await mkdir(base, { recursive: true });
       const dir = await mkdtemp(join(base, "contexec-apptainer-"));
-      // An executor never closed (its process exited first) leaves no scratch folder behind.
+      const details: ExecutorDetails = { runtime: this.runtime, tmpRoot: dir };
+      // Without an owner folder (a read-only home, say) everything still works; only a crash's
+      // leftovers wait for a person.
+      this.#ownerFolder = await OwnerFolder.create(this.#stateDir(), OWNER_KIND, { ...details }).catch(
+        () => undefined,
+      );
+      // An executor never closed (its process exited first) leaves no scratch folder behind; its
+      // owner folder stays while it held anything, for the next executor's sweep (cgroups of
+      // containers killed on the way out are still busy now).
       this.#unhookTmp = onExit(() => {
         try {
           rmSync(dir, { recursive: true, force: true });
         } catch {
           // nothing more can be done on the way out
         }
+        if (this.#containers.size === 0 && this.#services.size === 0) this.#ownerFolder?.removeSync();
       });
       return dir;
     })();
     return this.#tmpRoot;
+  }
+
+  /** The record keeper of one resource of this executor (its owner folder must exist: after #tmp()). */
+  #ledger<R extends ContainerRecord | ServiceRecord>(name: string): ResourceLedger<R> {
+    return new ResourceLedger<R>(this.#ownerFolder, name);
   }
 
   #assertOpen(): void {
@@ -591,6 +659,7 @@ const CONFIG_KEYS = new Set([
   "probeTimeoutMs",
   "userns",
   "probeCache",
+  "stateDir",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
@@ -608,7 +677,7 @@ export function validateConfig(config: BackendConfig): void {
   if (config.runtime !== "apptainer" && config.runtime !== "singularity") {
     issues.push(`runtime must be "apptainer" or "singularity", not "${String(config.runtime)}"`);
   }
-  for (const key of ["binary", "cacheDir", "tmpDir"] as const) {
+  for (const key of ["binary", "cacheDir", "tmpDir", "stateDir"] as const) {
     const v = config[key];
     if (v !== undefined && (typeof v !== "string" || v === ""))
       issues.push(`${key} must be a non-empty string`);

@@ -28,6 +28,14 @@ export {
   type SifConvertInput,
   type SifConvertOptions,
 } from "./image/sif-converter.js";
+export { type SweepOptions, sweepLeftovers } from "./owner/sweep-leftovers.js";
+export {
+  CONTAINER_ENV_SCRIPT_TARGET,
+  type ContainerEnvScriptInput,
+  READONLY_RUNTIME_VARIABLES,
+  RUNTIME_VARIABLES,
+  renderContainerEnvScript,
+} from "./plan/container-env-script.js";
 export {
   type ApptainerCommand,
   apptainerSpecChecks,

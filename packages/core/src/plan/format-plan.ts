@@ -88,6 +88,8 @@ function renderStep(step: PlanStep): string {
       return `rm -rf -- ${path}`;
     case "rmdir":
       return `rmdir -- ${path} 2>/dev/null || true`;
+    case "symlink":
+      return `ln -sfn -- ${shellQuote(step.target, "step.target")} ${path}`;
   }
 }
 

@@ -76,7 +76,9 @@ export type PlanStep =
   /** Remove a file or folder and everything under it. */
   | { op: "remove"; path: string; why: string }
   /** Remove an empty folder (a cgroup whose processes have ended); gone already is fine. */
-  | { op: "rmdir"; path: string; why: string };
+  | { op: "rmdir"; path: string; why: string }
+  /** Make `path` a symbolic link to `target` (replacing what is there): a neutral name for a file. */
+  | { op: "symlink"; path: string; target: string; why: string };
 
 /** The runtime command that runs the container. */
 export interface PlannedCommand {

@@ -12,6 +12,7 @@ import {
   UnsupportedError,
 } from "@contexec/core";
 import { type CgroupLayout, type CgroupPlan, planCgroups } from "../process/cgroup-limits.js";
+import { renderContainerEnvScript } from "./container-env-script.js";
 import { type NumericUser, resolveUser } from "./image-user.js";
 import {
   type ApptainerCommand,
@@ -69,6 +70,8 @@ export interface ApptainerPlanInput {
 /** A plan, and what the executor keeps for itself to run it (its cgroups to watch, the instance commands). */
 export interface ApptainerPlan {
   plan: RunPlan;
+  /** The container's scratch folder (made by the plan's steps before, removed after). */
+  scratch: string;
   command: ApptainerCommand;
   cgroups: CgroupPlan | undefined;
   instance: InstanceCommands | undefined;
@@ -109,25 +112,44 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
         )
       : undefined;
   const homeSource = posix.join(scratch, "home");
+  const envScript = posix.join(scratch, "environment.sh");
+  // Apptainer sets APPTAINER_CONTAINER (readonly, in every container) to the image path it was
+  // given: a link in the container's own folder keeps the cache's path out of the container.
+  const imageLink = posix.join(scratch, "image.sif");
   const renderOptions = {
     ignore,
     ...(user && { user }),
     binary: facts.binary,
     createWorkdir: !image.workdirExists,
     homeSource,
+    envScript,
+    hostname: profile.host.hostname,
     ...(cgroups && { cgroup: { binds: cgroups.binds } }),
   };
-  const command = renderApptainerCommand(spec, image.config, probe, image.sifPath, renderOptions);
+  const command = renderApptainerCommand(spec, image.config, probe, imageLink, renderOptions);
   const instance = input.instance
-    ? renderApptainerInstance(spec, image.config, probe, image.sifPath, input.instance, renderOptions)
+    ? renderApptainerInstance(spec, image.config, probe, imageLink, input.instance, renderOptions)
     : undefined;
   const usesHome = command.argv.includes("--home");
 
-  // The scratch folder only when something goes in it: a run without HOME or limits makes nothing.
-  const needsScratch = usesHome || cgroups?.skeleton !== undefined;
-  const before: PlanStep[] = needsScratch
-    ? [{ op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" }]
-    : [];
+  const before: PlanStep[] = [
+    { op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" },
+    {
+      op: "write",
+      path: envScript,
+      content: renderContainerEnvScript({
+        env: command.containerEnv,
+        gpuLibs: command.argv.includes("--nv") || command.argv.includes("--rocm"),
+      }),
+      why: "the container's environment script: image ENV and spec env, without Apptainer's own variables",
+    },
+    {
+      op: "symlink",
+      path: imageLink,
+      target: image.sifPath,
+      why: "the image under a name of the container's own",
+    },
+  ];
   if (usesHome) before.push({ op: "mkdir", path: homeSource, mode: 0o700, why: "an empty private HOME" });
   const after: PlanStep[] = [];
   if (cgroups) {
@@ -135,13 +157,15 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
     before.push(...steps.before);
     after.push(...steps.after);
   }
-  if (needsScratch) after.push({ op: "remove", path: scratch, why: "the container's scratch folder" });
+  after.push({ op: "remove", path: scratch, why: "the container's scratch folder" });
 
   const runtimeCommand: PlannedCommand = {
     argv: instance ? instance.start.argv : command.argv,
     env: { ...input.runtimeEnv, ...command.env },
-    // Never the caller's folder: nothing of the host's cwd should reach the container.
-    cwd: "/",
+    // Never the caller's folder: nothing of the host's cwd should reach the container. An
+    // instance starts in its own scratch folder, which Apptainer records in the instance's config:
+    // that is how its service tells its own instance from another of the same name.
+    cwd: instance ? scratch : "/",
     stdin: spec.stdin === true,
     ...(cgroups && { joinCgroups: cgroups.procsFiles }),
   };
@@ -192,7 +216,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
       ...(instance ? ["a service: `instance start`, then its command through `exec instance://NAME`"] : []),
     ],
   };
-  return { plan, command, cgroups, instance, user };
+  return { plan, scratch, command, cgroups, instance, user };
 }
 
 /** The planner facts of an Apptainer profile, checked: a profile file from elsewhere may be anything. */

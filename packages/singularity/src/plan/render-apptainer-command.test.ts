@@ -41,6 +41,27 @@ const render = (spec: Partial<ContainerSpec>, probe = USERNS, image = BARE, opti
 const flagsOf = (argv: string[]) => argv.slice(argv.indexOf("exec") + 1, argv.indexOf(SIF));
 
 describe("renderApptainerCommand", () => {
+  it("binds the container's environment script last among the env scripts, and gives HOSTNAME unless set", () => {
+    const r = render({ env: { A: "1" } }, ROOT, BARE, {
+      envScript: "/scratch/c-1/environment.sh",
+      hostname: "node7",
+    });
+    const flags = flagsOf(r.argv);
+    const at = flags.indexOf("/scratch/c-1/environment.sh:/.singularity.d/env/99-zz-contexec.sh:ro");
+    expect(flags[at - 1]).toBe("--bind");
+    expect(r.containerEnv).toEqual({
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      A: "1",
+      HOSTNAME: "node7",
+    });
+    expect(r.env.APPTAINERENV_HOSTNAME).toBe("node7");
+    const own = render({ env: { HOSTNAME: "mine" } }, ROOT, BARE, { hostname: "node7" });
+    expect(own.containerEnv.HOSTNAME).toBe("mine");
+    expect(
+      render({}, ROOT, { ...BARE, env: ["HOSTNAME=img"] }, { hostname: "node7" }).containerEnv.HOSTNAME,
+    ).toBe("img");
+  });
+
   it("gives Docker's meaning by default: contained, clean env, writable tmpfs root, umask 022, a working folder", () => {
     const r = render({});
     expect(r.argv).toEqual([

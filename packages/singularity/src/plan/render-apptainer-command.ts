@@ -8,6 +8,7 @@ import {
   type SpecIssue,
 } from "@contexec/core";
 import { envPrefixOf, type RuntimeFlavor } from "../probe/runtime-version.js";
+import { CONTAINER_ENV_SCRIPT_TARGET } from "./container-env-script.js";
 import type { NumericUser } from "./image-user.js";
 
 /** What the probe found that changes the command line. Plain data: rendering reads nothing else. */
@@ -58,6 +59,16 @@ export interface RenderOptions {
    * image or the spec). `--home PATH` alone would mount the host's PATH, leaking it in.
    */
   homeSource?: string;
+  /**
+   * A host file bound at {@link CONTAINER_ENV_SCRIPT_TARGET}: the environment script that takes
+   * Apptainer's own variables out of the container's environment (renderContainerEnvScript).
+   */
+  envScript?: string;
+  /**
+   * HOSTNAME for the container when neither the image nor the spec sets it, as Docker sets it
+   * (there the container's own name; here the host's, which the container shares).
+   */
+  hostname?: string;
 }
 
 export interface ApptainerCommand {
@@ -211,6 +222,7 @@ function renderParts(
   const command = resolveArgv(image, spec);
   const workdir = resolveWorkdir(image, spec);
   const env = resolveEnv(image, spec.env);
+  if (options.hostname !== undefined && !env.has("HOSTNAME")) env.set("HOSTNAME", options.hostname);
   const ignore = options.ignore ?? new Set<string>();
   const gpus = ignore.has("resources.gpus") ? undefined : spec.resources?.gpus;
   if (gpus) for (const [k, v] of Object.entries(gpuEnv(gpus))) env.set(k, v);
@@ -237,6 +249,7 @@ function renderParts(
     // only 'bind' is supported"); a scratch folder is a private tmpfs created at the target.
     else mountFlags.push("--scratch", m.target);
   }
+  if (options.envScript) mountFlags.push("--bind", `${options.envScript}:${CONTAINER_ENV_SCRIPT_TARGET}:ro`);
   if (options.createWorkdir && !(spec.mounts ?? []).some((m) => m.target === workdir)) {
     mountFlags.push("--scratch", workdir);
   }

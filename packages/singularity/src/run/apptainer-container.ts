@@ -28,6 +28,7 @@ import {
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
+import { type ContainerRecord, processRef, type ResourceLedger } from "../owner/leftover-records.js";
 import type { ApptainerCommand } from "../plan/render-apptainer-command.js";
 import { type CgroupPlan, moveIntoCgroups, oomKilledIn } from "../process/cgroup-limits.js";
 import { cgroupProcsFiles, joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
@@ -67,6 +68,10 @@ export interface ContainerPlan {
   cgroups: CgroupPlan | undefined;
   /** A private folder for the FIFOs of the standard streams. */
   fifoDir: FifoSource;
+  /** The container's scratch folder (the plan makes it and removes it). */
+  scratch: string;
+  /** Its record in the executor's owner folder, for a sweep after a crash. */
+  ledger: ResourceLedger<ContainerRecord>;
   /** Called once the container is removed. */
   onRemoved: (c: ApptainerContainer) => void;
   /** Called when the runtime itself failed (not the command): what the probe found may no longer hold. */
@@ -145,6 +150,13 @@ export class ApptainerContainer implements Container {
 
   async #start(): Promise<void> {
     const { command } = this.#plan.run;
+    // Recorded before anything is made: a crash from here on leaves nothing a sweep cannot find.
+    await this.#plan.ledger.write({
+      kind: "container",
+      id: this.id,
+      scratch: this.#plan.scratch,
+      cgroups: this.#plan.cgroups?.dirs ?? [],
+    });
     try {
       await runPlanSteps(this.#plan.run.before);
     } catch (err) {
@@ -241,6 +253,10 @@ export class ApptainerContainer implements Container {
         }, 3000).unref();
       });
     });
+    // Spawned detached, the runtime leads a session: what it starts stays in it (squashfuse_ll
+    // too), which is how a sweep finds it all after a crash. (Not awaited: the exit must be
+    // listened for from the start.)
+    void processRef(pid).then((runtime) => runtime && this.#plan.ledger.write({ runtime }));
     // With limits, find the container's processes at once and put them under their limits.
     // (Without, nothing is looked up until kill or exec need it: a batch run pays nothing.)
     const cgroups = this.#plan.cgroups;
@@ -252,7 +268,7 @@ export class ApptainerContainer implements Container {
   }
 
   #failStart(error: ContainerError): never {
-    void runCleanupSteps(this.#plan.run.after);
+    void runCleanupSteps(this.#plan.run.after).then(() => this.#plan.ledger.forget());
     this.#state = "exited";
     this.#stdout.end();
     this.#stderr.end();
@@ -376,6 +392,7 @@ export class ApptainerContainer implements Container {
       this.#stdin?.destroy();
       // Steps after are idempotent: a container that never started (or whose exit already ran them) loses nothing.
       await runCleanupSteps(this.#plan.run.after);
+      await this.#plan.ledger.forget();
       this.#state = "removed";
       this.#plan.onRemoved(this);
     })();
