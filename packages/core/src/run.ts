@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import type { ContainerExecutor, ExitStatus, KillOptions } from "./executor.js";
+import type { StatusUpdate } from "./side-channels/supervisor-files.js";
 import type { ContainerSpec } from "./spec.js";
 
 export interface RunOptions {
@@ -8,8 +9,11 @@ export interface RunOptions {
   /** Aborting kills the container (with `kill`'s options) and rejects. */
   signal?: AbortSignal;
   kill?: KillOptions;
+  /** With `spec.supervision`: called with each status update of the job, in order. */
+  onStatus?: (update: StatusUpdate) => void;
 }
 
+/** The exit status (with the job's `result` under `spec.supervision`) and the whole output. */
 export interface RunResult extends ExitStatus {
   stdout: Buffer;
   stderr: Buffer;
@@ -31,6 +35,7 @@ export async function runContainer(
     // Awaited only on success; a failed start must not leave them as unhandled rejections.
     stdout.catch(() => {});
     stderr.catch(() => {});
+    if (options.onStatus) container.supervision?.onStatus(options.onStatus);
     const onAbort = () => void container.kill(options.kill).catch(() => {});
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {

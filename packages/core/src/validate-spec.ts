@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { InvalidSpecError, type SpecIssue } from "./errors.js";
+import { collectSideChannelIssues, sideChannelHostPaths } from "./side-channels/side-channel-spec.js";
 import { type ContainerSpec, GPU_VENDORS, NETWORK_MODES } from "./spec.js";
 
 const SPEC_KEYS = new Set<string>([
@@ -18,6 +19,8 @@ const SPEC_KEYS = new Set<string>([
   "name",
   "ports",
   "unsupported",
+  "hostCommands",
+  "supervision",
 ]);
 
 // Portable across runtimes: Apptainer passes variables through its own environment prefix,
@@ -58,6 +61,20 @@ export async function validateSpec(spec: unknown, options: ValidateOptions = {})
                 : `host path ${m.source} cannot be used (${code ?? String(err)})`,
           });
         }
+      }),
+    );
+    await Promise.all(
+      sideChannelHostPaths(s).map(async ({ path, value }) => {
+        const found = await stat(value).catch((err: NodeJS.ErrnoException) => err.code ?? String(err));
+        if (typeof found === "string")
+          issues.push({
+            path,
+            message:
+              found === "ENOENT"
+                ? `host folder ${value} does not exist; create it or fix the path`
+                : `host folder ${value} cannot be used (${found})`,
+          });
+        else if (!found.isDirectory()) issues.push({ path, message: `${value} is not a folder` });
       }),
     );
   }
@@ -199,6 +216,7 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
 
   if (spec.unsupported !== undefined && spec.unsupported !== "error" && spec.unsupported !== "ignore")
     add("unsupported", 'must be "error" or "ignore"');
+  collectSideChannelIssues(spec, add);
   return issues;
 }
 
