@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, openSync } from "node:fs";
 import { type FileHandle, lstat, open, rename, rm, stat } from "node:fs/promises";
 import { Socket } from "node:net";
 import { join } from "node:path";
@@ -118,7 +118,8 @@ export class HostCommandBridge {
     await execa("mkfifo", ["-m", "666", this.reqsPath], { stdin: "ignore" });
     // Read and write: we hold a writer ourselves, so the pipe never reads EOF between clients,
     // and opening it never blocks.
-    const fd = (await open(this.reqsPath, constants.O_RDWR | constants.O_NONBLOCK)).fd;
+    // A plain fd, owned by the socket from here on (a FileHandle would close it again when collected).
+    const fd = openSync(this.reqsPath, constants.O_RDWR | constants.O_NONBLOCK);
     const socket = new Socket({ fd, readable: true, writable: false });
     socket.on("data", (chunk: Buffer) => this.#onBytes(chunk));
     socket.on("error", () => {});

@@ -20,7 +20,13 @@ describe("decideHostCommand", () => {
       program: "/opt/slurm/bin/sbatch",
     });
     expect(decideHostCommand(policy, { argv: ["/opt/slurm/bin/sbatch"] })).toMatchObject({ allowed: true });
-    for (const argv0 of ["/usr/bin/squeue", "/tmp/sbatch", "./squeue", "/opt/slurm/bin/../bin/sbatch", "bin/squeue"]) {
+    for (const argv0 of [
+      "/usr/bin/squeue",
+      "/tmp/sbatch",
+      "./squeue",
+      "/opt/slurm/bin/../bin/sbatch",
+      "bin/squeue",
+    ]) {
       expect(decideHostCommand(policy, { argv: [argv0] })).toEqual({
         allowed: false,
         reason: `${JSON.stringify(argv0)} is not an allowed host command`,
