@@ -5,37 +5,37 @@ const ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"'
 
 /**
  * A status page reduced to plain text for a terminal: markup removed, `<br>` and block elements
- * as line breaks, list items as "- " lines, table cells apart, `<pre>` kept as written, the usual
- * entities decoded, runs of spaces and blank lines collapsed. Text that holds no markup is
+ * as line breaks (no blank lines), list items as "- " lines, table cells apart, `<pre>` kept as written, the usual
+ * entities decoded, runs of spaces collapsed. Text that holds no markup is
  * returned as it is.
  */
 export function htmlToText(html: string): string {
   if (!/<[A-Za-z!/]/.test(html)) return html;
   const cleaned = html
     .replace(/<!--[\s\S]*?-->/g, "")
+    .replace(/<![^>]*>|<\?[^>]*>/g, "")
     .replace(/<(script|style|head|template)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, "");
   // <pre> keeps its whitespace; everything else collapses it, as a browser does.
   const parts = cleaned.split(/(<pre\b[^>]*>[\s\S]*?<\/pre\s*>)/i);
-  const text = parts
-    .map((part, i) =>
-      i % 2 === 1
-        ? `\n${stripTags(part.replace(/<br\s*\/?>/gi, "\n"))}\n`
-        : stripTags(
-            part
-              .replace(/\s+/g, " ")
-              .replace(/<br\s*\/?>/gi, "\n")
-              .replace(/<li\b[^>]*>/gi, "\n- ")
-              .replace(/<\/t[dh]\s*>/gi, "\t")
-              .replace(BLOCK, "\n"),
-          ),
-    )
-    .join("");
-  return decodeEntities(text)
-    .split("\n")
-    .map((line) => line.replace(/[ \t]+$/g, "").replace(/^ +/, ""))
-    .join("\n")
-    .replace(/\n{3,}/g, "\n\n")
-    .replace(/^\n+|\n+$/g, "");
+  return parts
+    .map((part, i) => {
+      if (i % 2 === 1) return decodeEntities(stripTags(part.replace(/<br\s*\/?>/gi, "\n")));
+      const text = stripTags(
+        part
+          .replace(/\s+/g, " ")
+          .replace(/<br\s*\/?>/gi, "\n")
+          .replace(/<li\b[^>]*>/gi, "\n- ")
+          .replace(/<\/t[dh]\s*>/gi, "\t")
+          .replace(BLOCK, "\n"),
+      );
+      return decodeEntities(text)
+        .split("\n")
+        .map((line) => line.replace(/^ +|[ \t]+$/g, ""))
+        .filter((line) => line !== "")
+        .join("\n");
+    })
+    .filter((text) => text !== "")
+    .join("\n");
 }
 
 function stripTags(s: string): string {

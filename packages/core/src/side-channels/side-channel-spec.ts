@@ -40,7 +40,8 @@ type Add = (path: string, message: string) => void;
 export function collectSideChannelIssues(spec: Record<string, unknown>, add: Add): void {
   const targets = new Map<string, string>();
   for (const [i, m] of (Array.isArray(spec.mounts) ? spec.mounts : []).entries()) {
-    if (isRecord(m) && typeof m.target === "string") targets.set(posix.normalize(m.target), `mounts[${i}]`);
+    if (isRecord(m) && typeof m.target === "string")
+      targets.set(posix.normalize(m.target).replace(/(.)\/+$/, "$1"), `mounts[${i}]`);
   }
   const target = (value: unknown, path: string, fallback: string) => {
     if (value === undefined) value = fallback;

@@ -221,3 +221,5 @@ export async function listTar(data: Buffer): Promise<ListedEntry[]> {
   await feeding;
   return out;
 }
+
+export { PYTHON_LIKE_CLIENT_SH, SUPERVISED_JOB_SH } from "./side-channel-scripts.js";
