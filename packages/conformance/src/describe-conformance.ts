@@ -12,6 +12,7 @@ import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerServiceCases } from "./cases/services.js";
+import { registerSideChannelCases } from "./cases/side-channels.js";
 import { registerStdioCases } from "./cases/stdio.js";
 import {
   type ConformanceOptions,
@@ -97,5 +98,6 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("exec", () => registerExecCases(ctx));
     describe("resources and concurrency", () => registerResourceCases(ctx));
     describe("services", () => registerServiceCases(ctx));
+    describe("side channels", () => registerSideChannelCases(ctx));
   });
 }
