@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ContainerSpec } from "../spec.js";
 import { PYTHON_LIKE_CLIENT_SH } from "../testing/side-channel-scripts.js";
+import { validateSpec } from "../validate-spec.js";
 import { openSideChannels } from "./open-side-channels.js";
 
 const image = `sha256:${"a".repeat(64)}`;
@@ -60,6 +61,9 @@ describe("openSideChannels", () => {
         "/hostbin",
         "/service",
       ]);
+      expect(applied.hostCommands).toBeUndefined();
+      expect(applied.supervision).toBeUndefined();
+      await expect(validateSpec(applied)).resolves.toBe(applied);
       expect(channels.applyTo({ ...spec, env: { PATH: "/opt/bin" } }, { env: [] }).env?.PATH).toBe(
         "/hostbin:/opt/bin",
       );

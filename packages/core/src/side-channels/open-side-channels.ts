@@ -42,7 +42,10 @@ export interface SideChannels {
   readonly pathPrefix: string | undefined;
   readonly supervision: Supervision | undefined;
   readonly hostCommands: HostCommandBridge | undefined;
-  /** The spec the runtime should run: its mounts plus ours, PATH with our prefix before the image's (or the spec's). */
+  /**
+   * The spec the runtime should run: its mounts plus ours, PATH with our prefix before the
+   * image's (or the spec's), and no side-channel fields left (it validates as a plain spec).
+   */
   applyTo(spec: ContainerSpec, image: Pick<ImageConfig, "env">): ContainerSpec;
   /** After the container's process ended: delivers the last status and adds the job's `result`. */
   completeExit<S extends ExitStatus>(status: S): Promise<S>;
@@ -137,10 +140,11 @@ export async function openSideChannels(
     supervision: supervisor,
     hostCommands: bridge,
     applyTo(target, image) {
+      const { hostCommands: _h, supervision: _s, ...plain } = target;
       const env = pathPrefix
         ? { ...target.env, PATH: `${pathPrefix}:${resolveEnv(image, target.env).get("PATH")}` }
         : target.env;
-      return { ...target, mounts: [...(target.mounts ?? []), ...mounts], ...(env && { env }) };
+      return { ...plain, mounts: [...(target.mounts ?? []), ...mounts], ...(env && { env }) };
     },
     async completeExit(status) {
       const result = await supervisor?.finish();
