@@ -29,7 +29,10 @@ const page = (i: number, of: number) =>
   `<html><body><h1>Progress</h1><p>step ${i} of ${of}</p></body></html>`;
 
 export function registerSideChannelCases(ctx: SuiteContext): void {
-  const { test } = ctx;
+  // Side channels are files: they need no network, and run here without one.
+  const test: SuiteContext["test"] = (title, fn, needs = [], skipReason) =>
+    ctx.test(title, fn, ["network-none", ...needs], skipReason);
+  const network = "none" as const;
   const hostDir = async () => {
     const dir = await mkdtemp(join(tmpdir(), "contexec-side-case-"));
     ctx.defer(() => rm(dir, { recursive: true, force: true }));
@@ -41,6 +44,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
   test("host commands: a client like singreqrun's Python one gets exact answers from inside", async () => {
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       command: client(["printf", "%s\\0", ...HOSTILE_ARGS]),
       hostCommands: { allow: ["printf"] },
     });
@@ -59,6 +63,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
     await chmod(probe, 0o755);
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       command: ["sh", "-c", 'echo "$PATH"; command -v host-probe; host-probe "a b"; echo "code $?"'],
       hostCommands: { allow: [probe] },
     });
@@ -72,6 +77,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
     const marker = join(dir, "marker");
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       command: [
         "sh",
         "-c",
@@ -98,6 +104,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
       i=1; while [ $i -le 20 ]; do cat /tmp/out.$i; echo; i=$((i + 1)); done`;
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       command: ["sh", "-c", script, PYTHON_LIKE_CLIENT_SH],
       hostCommands: { allow: ["printf"], concurrency: 4 },
     });
@@ -111,6 +118,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
     await writeFile(join(dir, "ten-mb"), data);
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       command: client(["cat", join(dir, "ten-mb")]),
       hostCommands: { allow: ["cat"] },
     });
@@ -124,6 +132,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
   test("host commands: a client running as another user (nobody) is served", async () => {
     const r = await ctx.run({
       image: ctx.images().busybox,
+      network,
       user: "65534:65534",
       command: ["sh", "-c", 'id -u; contexec-host-command printf "%s" "as nobody"'],
       hostCommands: { allow: ["printf"] },
@@ -138,6 +147,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
       ctx.executor(),
       {
         image: ctx.images().busybox,
+        network,
         command: ["sh", "-c", SUPERVISED_JOB_SH, "job"],
         env: { STEPS: "4", STEP_SECONDS: "1" },
         supervision: {},
@@ -152,6 +162,7 @@ export function registerSideChannelCases(ctx: SuiteContext): void {
   test("supervision: notify('ABORT') ends the job early with its own result; the private folder goes with the container", async () => {
     const c = await ctx.executor().create({
       image: ctx.images().busybox,
+      network,
       command: ["sh", "-c", SUPERVISED_JOB_SH, "job"],
       env: { STEPS: "120", STEP_SECONDS: "0.5" },
       supervision: {},
