@@ -12,6 +12,8 @@ import {
   exitStatusFromCode,
   type KillOptions,
   raceAbort,
+  type SideChannels,
+  type Supervision,
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
@@ -40,6 +42,8 @@ export interface DockerContainerContext {
   program: string;
   /** The image's STOPSIGNAL: kill()'s default first signal, as on every backend. */
   stopSignal: NodeJS.Signals | undefined;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   onRemoved: (c: DockerContainer) => void;
 }
 
@@ -48,6 +52,7 @@ export class DockerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
   readonly #container: Dockerode.Container;
   readonly #attach: NodeJS.ReadWriteStream | null;
   readonly #ctx: DockerContainerContext;
@@ -71,6 +76,7 @@ export class DockerContainer implements Container {
     this.#container = container;
     this.#attach = attach;
     this.#ctx = ctx;
+    this.supervision = ctx.sideChannels.supervision;
     if (attach === null) {
       this.stdout = Readable.from([]);
       this.stderr = Readable.from([]);
@@ -152,7 +158,9 @@ export class DockerContainer implements Container {
         const failure = INIT_EXEC_FAILURE.exec(await this.#stderrTailNow());
         if (failure) throw new CommandNotFoundError(failure[1] ?? this.#ctx.program, failure[2]);
       }
-      return exitStatusFromCode(code, info.State.OOMKilled === true);
+      return await this.#ctx.sideChannels.completeExit(
+        exitStatusFromCode(code, info.State.OOMKilled === true),
+      );
     } catch (err) {
       throw this.#map(err, "waiting for the container");
     }
@@ -260,6 +268,7 @@ export class DockerContainer implements Container {
         throw this.#map(err, "removing the container");
       }
     }
+    await this.#ctx.sideChannels.close();
     // The daemon closes the attach connection itself; output not yet read stays readable.
     this.#state = "removed";
     this.#ctx.onRemoved(this);

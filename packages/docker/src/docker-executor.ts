@@ -17,6 +17,7 @@ import {
   InvalidConfigError,
   type LoadOptions,
   launchService,
+  openSideChannels,
   parseImageConfig,
   RuntimeError,
   type RuntimeInfo,
@@ -235,20 +236,28 @@ export class DockerExecutor implements ContainerExecutor {
     const image = await this.#inspectImage(valid.image);
     const gaps = checkCapabilities(valid, (await this.info()).capabilities, "docker");
     const imageConfig = parseImageConfig({ config: image.Config });
-    const body = renderCreateOptions(valid, {
-      imageId: image.Id,
-      image: imageConfig,
-      labels: {
-        [LABEL_MANAGED]: "true",
-        [LABEL_EXECUTOR]: this.instanceId,
-        ...(mode.detached && { [LABEL_SERVICE]: "true" }),
-      },
-      ignore: new Set(gaps.map((g) => g.field)),
-      detached: mode.detached,
-    });
-    const container = await this.#short("creating the container", (signal) =>
-      this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
-    );
+    const sideChannels = await openSideChannels(valid);
+    let body: ReturnType<typeof renderCreateOptions>;
+    let container: Dockerode.Container;
+    try {
+      body = renderCreateOptions(sideChannels.applyTo(valid, imageConfig), {
+        imageId: image.Id,
+        image: imageConfig,
+        labels: {
+          [LABEL_MANAGED]: "true",
+          [LABEL_EXECUTOR]: this.instanceId,
+          ...(mode.detached && { [LABEL_SERVICE]: "true" }),
+        },
+        ignore: new Set(gaps.map((g) => g.field)),
+        detached: mode.detached,
+      });
+      container = await this.#short("creating the container", (signal) =>
+        this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
+      );
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
+    }
     try {
       const stdin = valid.stdin === true && !mode.detached;
       const attach = mode.detached
@@ -269,12 +278,14 @@ export class DockerExecutor implements ContainerExecutor {
         short: (operation, fn) => this.#short(operation, fn),
         program: body.Entrypoint[0] ?? "",
         stopSignal: stopSignalOf(imageConfig.stopSignal),
+        sideChannels,
         onRemoved: (c) => this.#containers.delete(c),
       });
       this.#containers.add(handle);
       return handle;
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
+      await sideChannels.close();
       throw err;
     }
   }

@@ -20,6 +20,8 @@ import {
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
+  type SideChannels,
+  type Supervision,
   throwIfAborted,
   UnsupportedError,
   validateArgv,
@@ -70,6 +72,8 @@ export interface ContainerPlan {
   cgroups: CgroupPlan | undefined;
   /** A private folder for the FIFOs of the standard streams. */
   fifoDir: string;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   /** Called once the container is removed. */
   onRemoved: (c: ApptainerContainer) => void;
 }
@@ -92,6 +96,7 @@ export class ApptainerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
 
   readonly #plan: ContainerPlan;
   readonly #stdout = new PassThrough();
@@ -120,6 +125,7 @@ export class ApptainerContainer implements Container {
     this.stdin = this.#stdin;
     this.stdout = this.#stdout;
     this.stderr = this.#stderr;
+    this.supervision = plan.sideChannels.supervision;
   }
 
   /** The runtime command this container runs (for logs and dry runs). */
@@ -226,7 +232,12 @@ export class ApptainerContainer implements Container {
         settled = true;
         stdio.stdin?.destroy();
         const { code, signal } = exit;
-        void this.#oomKilled().then((oom) => resolve(this.#finish(this.#outcomeOf(code, signal, oom))));
+        void this.#oomKilled()
+          .then((oom) => this.#outcomeOf(code, signal, oom))
+          .then(async (o) =>
+            "status" in o ? { status: await this.#plan.sideChannels.completeExit(o.status) } : o,
+          )
+          .then((o) => resolve(this.#finish(o)));
       };
       for (const stream of [stdio.stdout, stdio.stderr]) {
         stream.once("close", () => {
@@ -380,6 +391,7 @@ export class ApptainerContainer implements Container {
         this.#stderr.end();
       }
       this.#stdin?.destroy();
+      await this.#plan.sideChannels.close();
       this.#state = "removed";
       this.#plan.onRemoved(this);
     })();

@@ -17,6 +17,7 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  openSideChannels,
   type RuntimeInfo,
   RuntimeUnavailableError,
   readImageArchive,
@@ -231,6 +232,11 @@ export class ApptainerExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
+    if (spec.hostCommands || spec.supervision)
+      throw new UnsupportedError(
+        "side-channels",
+        "hostCommands and supervision are not offered for Apptainer services yet",
+      );
     const name = serviceName(spec.name, options);
     const plan = await this.#plan({ ...spec, name }, randomBytes(32).toString("hex"), { instance: name });
     if (!plan.instance) throw new Error("unreachable: a service plan has instance commands");
@@ -271,10 +277,15 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
-    const { command, id, probe, entry, processEnv, cgroups, homeSource } = await this.#plan(
-      spec,
-      randomBytes(32).toString("hex"),
-    );
+    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
+    const sideChannels = await openSideChannels(valid, { scratchDir: await this.#tmp() });
+    const { command, id, probe, entry, processEnv, cgroups, homeSource } = await this.image(valid.image)
+      .then((e) => this.#plan(sideChannels.applyTo(valid, e.config), randomBytes(32).toString("hex")))
+      .catch(async (err) => {
+        await sideChannels.close();
+        throw err;
+      });
+    if (this.#closed) await sideChannels.close();
     this.#assertOpen();
     const container = new ApptainerContainer({
       id,
@@ -287,6 +298,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       nsenter: probe.nsenter,
       fifoDir: await this.#tmp(),
       cgroups,
+      sideChannels,
       onRemoved: (c) => {
         this.#containers.delete(c);
         if (homeSource) void rm(homeSource, { recursive: true, force: true });
