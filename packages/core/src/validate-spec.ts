@@ -63,20 +63,22 @@ export async function validateSpec(spec: unknown, options: ValidateOptions = {})
         }
       }),
     );
-    await Promise.all(
-      sideChannelHostPaths(s).map(async ({ path, value }) => {
+    // Checked at once, reported in the spec's order.
+    const folders = await Promise.all(
+      sideChannelHostPaths(s).map(async ({ path, value }): Promise<SpecIssue | undefined> => {
         const found = await stat(value).catch((err: NodeJS.ErrnoException) => err.code ?? String(err));
         if (typeof found === "string")
-          issues.push({
+          return {
             path,
             message:
               found === "ENOENT"
                 ? `host folder ${value} does not exist; create it or fix the path`
                 : `host folder ${value} cannot be used (${found})`,
-          });
-        else if (!found.isDirectory()) issues.push({ path, message: `${value} is not a folder` });
+          };
+        return found.isDirectory() ? undefined : { path, message: `${value} is not a folder` };
       }),
     );
+    for (const issue of folders) if (issue) issues.push(issue);
   }
   if (issues.length === 0) options.extraChecks?.(spec as ContainerSpec, issues);
   if (issues.length > 0) throw new InvalidSpecError(issues);
