@@ -14,6 +14,7 @@ import { registerPlanCases } from "./cases/plan.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerRunCases } from "./cases/run.js";
 import { registerServiceCases } from "./cases/services.js";
+import { registerSideChannelCases } from "./cases/side-channels.js";
 import { registerStdioCases } from "./cases/stdio.js";
 import {
   type ConformanceOptions,
@@ -101,5 +102,6 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("resources and concurrency", () => registerResourceCases(ctx));
     describe("services", () => registerServiceCases(ctx));
     describe("plan", () => registerPlanCases(ctx));
+    describe("side channels", () => registerSideChannelCases(ctx));
   });
 }

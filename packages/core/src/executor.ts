@@ -2,6 +2,7 @@ import type { Readable, Writable } from "node:stream";
 import type { ArchiveLimits } from "./archive/layer-entries.js";
 import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
+import type { Supervision } from "./side-channels/supervisor-files.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
 export const CONTAINER_STATES = ["created", "running", "exited", "removed"] as const;
@@ -19,6 +20,8 @@ export interface ExitStatus {
   signal?: NodeJS.Signals;
   /** True when the kernel's OOM killer ended it (where the runtime can tell). */
   oomKilled: boolean;
+  /** With `spec.supervision`: the job's result file, read after it ended, when it wrote one. */
+  result?: string;
 }
 
 /**
@@ -77,6 +80,8 @@ export interface Container extends AsyncDisposable {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** With `spec.supervision`: the job's status updates, notifications to it, its result. */
+  readonly supervision?: Supervision | undefined;
   state(): Promise<ContainerState>;
   /** Starts the process. Rejects with ContainerStateError unless the container is `created`. */
   start(): Promise<void>;

@@ -164,11 +164,60 @@ export type {
 } from "./service.js";
 export { shellJoin, shellQuote } from "./shell-quote.js";
 export {
+  type ParseShellWordsOptions,
+  parseShellWords,
+  type ShellToken,
+  type ShellWordsResult,
+} from "./shell-words.js";
+export { type CommandScript, parseCommandScript } from "./side-channels/command-script.js";
+export {
+  HOST_COMMAND_CODES,
+  HostCommandBridge,
+  type HostCommandBridgeOptions,
+  type HostCommandEvent,
+  type RequestChannel,
+} from "./side-channels/host-command-bridge.js";
+export {
+  CLIENT_SCRIPT_NAME,
+  renderClientScript,
+  writeClientBin,
+} from "./side-channels/host-command-client.js";
+export {
+  compileHostCommandPolicy,
+  decideHostCommand,
+  type HostCommandDecision,
+  type HostCommandPolicy,
+} from "./side-channels/host-command-policy.js";
+export { htmlToText } from "./side-channels/html-to-text.js";
+export {
+  openSideChannels,
+  type SideChannelOptions,
+  type SideChannels,
+} from "./side-channels/open-side-channels.js";
+export {
+  DEFAULT_BIN_PATH,
+  DEFAULT_NOTIFICATIONS_FILE,
+  DEFAULT_REQUEST_MOUNT,
+  DEFAULT_RESULT_FILE,
+  DEFAULT_STATUS_FILE,
+  DEFAULT_SUPERVISION_MOUNT,
+  SIDE_CHANNELS_NOTE,
+  withoutSideChannels,
+} from "./side-channels/side-channel-spec.js";
+export {
+  type StatusUpdate,
+  type Supervision,
+  SupervisorFiles,
+  type SupervisorFilesOptions,
+} from "./side-channels/supervisor-files.js";
+export {
   type BindMount,
   type ContainerSpec,
   GPU_VENDORS,
   type GpuRequest,
   type GpuVendor,
+  type HostCommandRule,
+  type HostCommandsSpec,
   type ImageConfig,
   type ImageId,
   type Mount,
@@ -176,6 +225,7 @@ export {
   type NetworkMode,
   type PortMapping,
   type Resources,
+  type SupervisionSpec,
   type TmpfsMount,
 } from "./spec.js";
 export { collectSpecIssues, type ValidateOptions, validateArgv, validateSpec } from "./validate-spec.js";

@@ -2,6 +2,7 @@ import type { Readable } from "node:stream";
 import { AbortedError, ContainerError, InvalidConfigError, RuntimeError, TimeoutError } from "./errors.js";
 import type { ContainerExecutor, ExitStatus, KillOptions } from "./executor.js";
 import { TailBuffer } from "./io/tail-buffer.js";
+import type { StatusUpdate } from "./side-channels/supervisor-files.js";
 import type { ContainerSpec } from "./spec.js";
 
 export interface RunOptions {
@@ -23,9 +24,11 @@ export interface RunOptions {
    */
   maxBuffer?: number;
   kill?: KillOptions;
+  /** With `spec.supervision`: called with each status update of the job, in order. */
+  onStatus?: (update: StatusUpdate) => void;
 }
 
-/** How a run went: its exit status and output, in execa's shape. */
+/** How a run went, in execa's shape: its exit status (with the job's `result` under `spec.supervision`) and output. */
 export interface RunResult extends ExitStatus {
   stdout: Buffer;
   stderr: Buffer;
@@ -111,6 +114,7 @@ export async function runContainer(
   const onAbort = () => stop(stopReason());
   try {
     const draining = [drain(container.stdout, out.stdout), drain(container.stderr, out.stderr)];
+    if (options.onStatus) container.supervision?.onStatus(options.onStatus);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (options.timeoutMs !== undefined) timer = setTimeout(() => stop("timeout"), options.timeoutMs);
     await container.start();
@@ -143,7 +147,12 @@ export async function runContainer(
   }
   if (!outcome.ok) fail(outcome.error);
   const done = result();
-  return { ...done, exitCode: status?.exitCode as number, oomKilled: status?.oomKilled === true };
+  return {
+    ...done,
+    exitCode: status?.exitCode as number,
+    oomKilled: status?.oomKilled === true,
+    ...(status?.result !== undefined && { result: status.result }),
+  };
 }
 
 function checkOptions(options: RunOptions): number {

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { InvalidSpecError, type SpecIssue } from "./errors.js";
+import { collectSideChannelIssues, sideChannelHostPaths } from "./side-channels/side-channel-spec.js";
 import { type ContainerSpec, GPU_VENDORS, NETWORK_MODES } from "./spec.js";
 
 const SPEC_KEY_LIST = [
@@ -18,6 +19,8 @@ const SPEC_KEY_LIST = [
   "name",
   "ports",
   "unsupported",
+  "hostCommands",
+  "supervision",
 ] as const satisfies readonly (keyof ContainerSpec)[];
 // A field added to ContainerSpec but not here fails to compile: unknown-field checks stay exact.
 const SPEC_KEYS_COMPLETE: Exclude<keyof ContainerSpec, (typeof SPEC_KEY_LIST)[number]> extends never
@@ -65,6 +68,22 @@ export async function validateSpec(spec: unknown, options: ValidateOptions = {})
         }
       }),
     );
+    // Checked at once, reported in the spec's order.
+    const folders = await Promise.all(
+      sideChannelHostPaths(s).map(async ({ path, value }): Promise<SpecIssue | undefined> => {
+        const found = await stat(value).catch((err: NodeJS.ErrnoException) => err.code ?? String(err));
+        if (typeof found === "string")
+          return {
+            path,
+            message:
+              found === "ENOENT"
+                ? `host folder ${value} does not exist; create it or fix the path`
+                : `host folder ${value} cannot be used (${found})`,
+          };
+        return found.isDirectory() ? undefined : { path, message: `${value} is not a folder` };
+      }),
+    );
+    for (const issue of folders) if (issue) issues.push(issue);
   }
   if (issues.length === 0) options.extraChecks?.(spec as ContainerSpec, issues);
   if (issues.length > 0) throw new InvalidSpecError(issues);
@@ -207,6 +226,7 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
 
   if (spec.unsupported !== undefined && spec.unsupported !== "error" && spec.unsupported !== "ignore")
     add("unsupported", 'must be "error" or "ignore"');
+  collectSideChannelIssues(spec, add);
   return issues;
 }
 

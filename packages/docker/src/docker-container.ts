@@ -13,6 +13,8 @@ import {
   type KillOptions,
   RuntimeUnavailableError,
   raceAbort,
+  type SideChannels,
+  type Supervision,
   TailBuffer,
   validateArgv,
   type WaitOptions,
@@ -45,6 +47,8 @@ export interface DockerContainerContext {
   program: string;
   /** The image's STOPSIGNAL: kill()'s default first signal, as on every backend. */
   stopSignal: NodeJS.Signals | undefined;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   onRemoved: (c: DockerContainer) => void;
 }
 
@@ -53,6 +57,7 @@ export class DockerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
   readonly #container: Dockerode.Container;
   readonly #attach: NodeJS.ReadWriteStream | null;
   readonly #ctx: DockerContainerContext;
@@ -76,6 +81,7 @@ export class DockerContainer implements Container {
     this.#container = container;
     this.#attach = attach;
     this.#ctx = ctx;
+    this.supervision = ctx.sideChannels.supervision;
     if (attach === null) {
       this.stdout = Readable.from([]);
       this.stderr = Readable.from([]);
@@ -158,7 +164,9 @@ export class DockerContainer implements Container {
         const failure = INIT_EXEC_FAILURE.exec(await this.#stderrTailNow());
         if (failure) throw new CommandNotFoundError(failure[1] ?? this.#ctx.program, failure[2]);
       }
-      return exitStatusFromCode(code, info.State.OOMKilled === true);
+      return await this.#ctx.sideChannels.completeExit(
+        exitStatusFromCode(code, info.State.OOMKilled === true),
+      );
     } catch (err) {
       throw this.#map(err, "waiting for the container");
     }
@@ -293,6 +301,7 @@ export class DockerContainer implements Container {
         throw this.#map(wrapped, "removing the container");
       }
     }
+    await this.#ctx.sideChannels.close();
     // The daemon closes the attach connection itself; output not yet read stays readable.
     this.#state = "removed";
     this.#ctx.onRemoved(this);

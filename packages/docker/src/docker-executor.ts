@@ -18,6 +18,7 @@ import {
   type LoadOptions,
   launchService,
   logRuntimeCall,
+  openSideChannels,
   ownerLabels,
   type PlanOptions,
   parseImageConfig,
@@ -28,6 +29,7 @@ import {
   readImageArchive,
   type ServiceOptions,
   type ServiceSummary,
+  SIDE_CHANNELS_NOTE,
   SUPPORTED,
   type SweepReport,
   serviceName,
@@ -35,6 +37,7 @@ import {
   throwIfAborted,
   unsupported,
   validateSpec,
+  withoutSideChannels,
 } from "@contexec/core";
 import Dockerode from "dockerode";
 import { DaemonLiveness } from "./daemon-liveness.js";
@@ -280,7 +283,10 @@ export class DockerExecutor implements ContainerExecutor {
 
   async #plan(spec: ContainerSpec, options: PlanOptions, mode: { detached: boolean }): Promise<RunPlan> {
     throwIfAborted(options.signal, "planning the run");
-    const valid = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
+    const given = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
+    // Side channels are served by the executor while the container runs: a plan made here has
+    // their mounts only when create() opened them (and gave the plain spec); see notes.
+    const valid = withoutSideChannels(given);
     const profile = options.profile ?? (await this.#probed());
     let image: DockerPlanInput["image"];
     if (options.archive !== undefined) {
@@ -313,7 +319,7 @@ export class DockerExecutor implements ContainerExecutor {
         present: true,
       };
     }
-    return planDockerRun({
+    const plan = planDockerRun({
       spec: valid,
       profile,
       image,
@@ -327,6 +333,8 @@ export class DockerExecutor implements ContainerExecutor {
       detached: mode.detached,
       cliEnv: this.#cliEnv(),
     });
+    if (given !== valid) plan.notes.push(SIDE_CHANNELS_NOTE);
+    return plan;
   }
 
   /** The environment a pasted `docker` command needs to reach this executor's daemon. */
@@ -343,13 +351,25 @@ export class DockerExecutor implements ContainerExecutor {
     this.#swept ??= this.sweepLeftovers().catch(() => undefined);
     await this.#swept;
     await this.#guardExit();
-    const plan = await this.#plan(spec, {}, mode);
-    if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
-    const body = plan.dockerCreateBody as unknown as DockerCreateBody;
-    const valid = plan.spec;
-    const container = await this.#short("creating the container", (signal) =>
-      this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
-    );
+    const valid = await validateSpec(spec);
+    const imageConfig = parseImageConfig({ config: (await this.#inspectImage(valid.image)).Config });
+    // The side channels' folders and mounts first: the plan is of the plain spec they give.
+    const sideChannels = await openSideChannels(valid);
+    let body: DockerCreateBody;
+    let plan: RunPlan;
+    let container: Dockerode.Container;
+    try {
+      plan = await this.#plan(sideChannels.applyTo(valid, imageConfig), {}, mode);
+      if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
+      body = plan.dockerCreateBody as unknown as DockerCreateBody;
+      const created = body;
+      container = await this.#short("creating the container", (signal) =>
+        this.#docker.createContainer({ ...created, abortSignal: signal } as Dockerode.ContainerCreateOptions),
+      );
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
+    }
     try {
       const stdin = valid.stdin === true && !mode.detached;
       const attach = mode.detached
@@ -371,12 +391,14 @@ export class DockerExecutor implements ContainerExecutor {
         liveness: this.#liveness,
         program: body.Entrypoint[0] ?? "",
         stopSignal: stopSignalOf(plan.process.stopSignal),
+        sideChannels,
         onRemoved: (c) => this.#containers.delete(c),
       });
       this.#containers.add(handle);
       return handle;
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
+      await sideChannels.close();
       throw err;
     }
   }

@@ -19,6 +19,7 @@ import {
   type LoadOptions,
   launchService,
   OwnerFolder,
+  openSideChannels,
   type PlanOptions,
   type RunPlan,
   RuntimeError,
@@ -31,11 +32,14 @@ import {
   runPlanSteps,
   type ServiceOptions,
   type ServiceSummary,
+  SIDE_CHANNELS_NOTE,
   type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
+  UnsupportedError,
   validateSpec,
+  withoutSideChannels,
 } from "@contexec/core";
 import { readImageFiles } from "@contexec/sif";
 import { onExit } from "signal-exit";
@@ -305,6 +309,11 @@ export class ApptainerExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
+    if (spec.hostCommands || spec.supervision)
+      throw new UnsupportedError(
+        "side-channels",
+        "hostCommands and supervision are not offered for Apptainer services yet",
+      );
     const name = serviceName(spec.name, options);
     const id = randomBytes(32).toString("hex");
     const planned = await this.#plan({ ...spec, name }, {}, id, name);
@@ -366,15 +375,28 @@ export class ApptainerExecutor implements ContainerExecutor {
     this.#assertOpen();
     this.#fifos.warm();
     const id = randomBytes(32).toString("hex");
-    const { plan, command, cgroups, scratch } = await this.#plan(spec, {}, id);
-    if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
-      throw new InvalidSpecError([
-        {
-          path: "name",
-          message: `a container named "${plan.spec.name}" already exists in this executor; remove it first`,
-        },
-      ]);
+    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
+    // The side channels' folders and mounts first: the plan is of the plain spec they give.
+    const sideChannels = await openSideChannels(valid, { scratchDir: await this.#tmp() });
+    let planned: ApptainerPlan;
+    try {
+      const entry = await this.image(valid.image);
+      planned = await this.#plan(sideChannels.applyTo(valid, entry.config), {}, id);
+      const name = planned.plan.spec.name;
+      if (name !== undefined && [...this.#containers].some((c) => c.name === name)) {
+        throw new InvalidSpecError([
+          {
+            path: "name",
+            message: `a container named "${name}" already exists in this executor; remove it first`,
+          },
+        ]);
+      }
+      this.#assertOpen();
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
     }
+    const { plan, command, cgroups, scratch } = planned;
     this.#assertOpen();
     const profile = await this.info();
     const container = new ApptainerContainer({
@@ -390,6 +412,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       cgroups,
       scratch,
       ledger: this.#ledger<ContainerRecord>(`container-${id.slice(0, 16)}`),
+      sideChannels,
       onRemoved: (c) => {
         this.#containers.delete(c);
       },
@@ -447,10 +470,13 @@ export class ApptainerExecutor implements ContainerExecutor {
     instance?: string,
   ): Promise<ApptainerPlan> {
     throwIfAborted(options.signal, "planning the run");
-    const valid = await validateSpec(spec, {
+    const given = await validateSpec(spec, {
       extraChecks: apptainerSpecChecks,
       checkHostPaths: options.checkHostPaths !== false,
     });
+    // Side channels are served by the executor while the container runs: create() opens them and
+    // plans the plain spec they give; a plan of the spec itself leaves them out and says so.
+    const valid = withoutSideChannels(given);
     const profile = options.profile ?? (await this.info());
     const image = await this.#imageFacts(valid, profile, options);
     // Planned for this machine: the scratch folder lives in the executor's own (gone with it,
@@ -458,7 +484,7 @@ export class ApptainerExecutor implements ContainerExecutor {
     const scratchDir = options.profile
       ? join(this.#options.tmpDir ?? "/tmp", `contexec-${id.slice(0, 16)}`)
       : join(await this.#tmp(), `c-${id.slice(0, 16)}`);
-    return planApptainerRun({
+    const planned = planApptainerRun({
       spec: valid,
       runtime: this.runtime,
       profile,
@@ -468,6 +494,8 @@ export class ApptainerExecutor implements ContainerExecutor {
       runtimeEnv: runtimeProcessEnv(this.#env),
       ...(instance !== undefined && { instance }),
     });
+    if (given !== valid) planned.plan.notes.push(SIDE_CHANNELS_NOTE);
+    return planned;
   }
 
   /**

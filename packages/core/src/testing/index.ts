@@ -223,3 +223,4 @@ export async function listTar(data: Buffer): Promise<ListedEntry[]> {
 }
 
 export { type HostileLayerCase, hostileLayerCases, patched } from "./hostile-layers.js";
+export { PYTHON_LIKE_CLIENT_SH, SUPERVISED_JOB_SH } from "./side-channel-scripts.js";

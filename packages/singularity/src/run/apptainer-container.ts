@@ -23,6 +23,8 @@ import {
   raceAbort,
   runCleanupSteps,
   runPlanSteps,
+  type SideChannels,
+  type Supervision,
   throwIfAborted,
   UnsupportedError,
   validateArgv,
@@ -72,6 +74,8 @@ export interface ContainerPlan {
   scratch: string;
   /** Its record in the executor's owner folder, for a sweep after a crash. */
   ledger: ResourceLedger<ContainerRecord>;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   /** Called once the container is removed. */
   onRemoved: (c: ApptainerContainer) => void;
   /** Called when the runtime itself failed (not the command): what the probe found may no longer hold. */
@@ -96,6 +100,7 @@ export class ApptainerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
 
   readonly #plan: ContainerPlan;
   readonly #stdout = new PassThrough();
@@ -124,6 +129,7 @@ export class ApptainerContainer implements Container {
     this.stdin = this.#stdin;
     this.stdout = this.#stdout;
     this.stderr = this.#stderr;
+    this.supervision = plan.sideChannels.supervision;
   }
 
   /** The runtime command this container runs (for logs and dry runs). */
@@ -232,7 +238,12 @@ export class ApptainerContainer implements Container {
         settled = true;
         stdio.stdin?.destroy();
         const { code, signal } = exit;
-        void this.#oomKilled().then((oom) => resolve(this.#finish(this.#outcomeOf(code, signal, oom))));
+        void this.#oomKilled()
+          .then((oom) => this.#outcomeOf(code, signal, oom))
+          .then(async (o) =>
+            "status" in o ? { status: await this.#plan.sideChannels.completeExit(o.status) } : o,
+          )
+          .then((o) => resolve(this.#finish(o)));
       };
       for (const stream of [stdio.stdout, stdio.stderr]) {
         stream.once("close", () => {
@@ -392,6 +403,7 @@ export class ApptainerContainer implements Container {
       this.#stdin?.destroy();
       // Steps after are idempotent: a container that never started (or whose exit already ran them) loses nothing.
       await runCleanupSteps(this.#plan.run.after);
+      await this.#plan.sideChannels.close();
       await this.#plan.ledger.forget();
       this.#state = "removed";
       this.#plan.onRemoved(this);
