@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$here/lib.sh"
 
-apt_install busybox-static
+ensure_static_busybox >/dev/null
 "$here/setup-docker.sh"
 
 stamp=$(cat "$0" "$here/fixtures/layered.Dockerfile" | sha256sum | cut -c1-12)

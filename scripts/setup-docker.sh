@@ -23,7 +23,7 @@ if docker_answers; then
 fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
-  apt_install docker.io
+  ensure_commands dockerd:docker.io
 fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
 

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 "$here/setup-docker.sh"
-apt_install squashfs-tools
+ensure_commands sqfstar:squashfs-tools unsquashfs:squashfs-tools
 "$here/setup-apptainer.sh" >/dev/null
 "$here/build-fixtures.sh" >/dev/null
 log "ready: Docker, Apptainer and fixture images"

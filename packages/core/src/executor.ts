@@ -20,6 +20,16 @@ export interface ExitStatus {
   oomKilled: boolean;
 }
 
+/**
+ * How this machine's runtime gives containers their privileges, as the caller meets it:
+ * - `root`: a root daemon (Docker) or a root caller without a user namespace (Apptainer as root);
+ * - `setuid`: an unprivileged caller of a setuid-root runtime (Apptainer's starter-suid);
+ * - `userns`: an unprivileged user namespace (Apptainer --userns, its default without setuid);
+ * - `rootless`: a daemon run by an ordinary user in its own user namespace (rootless Docker).
+ */
+export const PRIVILEGE_MODES = ["root", "setuid", "userns", "rootless"] as const;
+export type PrivilegeMode = (typeof PRIVILEGE_MODES)[number];
+
 /** What the runtime is and what it can do here. */
 export interface RuntimeInfo {
   /** The backend's name: "docker", "apptainer", ... */
@@ -28,6 +38,8 @@ export interface RuntimeInfo {
   flavor: string;
   version: string;
   capabilities: Capabilities;
+  /** How containers get their privileges here (found by probing, never assumed). */
+  privilege?: PrivilegeMode;
   /** Free-form runtime details (API version, binary path, storage driver). */
   details: Record<string, string>;
 }

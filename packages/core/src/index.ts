@@ -61,6 +61,8 @@ export {
   type ExitStatus,
   type KillOptions,
   type LoadOptions,
+  PRIVILEGE_MODES,
+  type PrivilegeMode,
   type RuntimeInfo,
   type WaitOptions,
 } from "./executor.js";

@@ -125,6 +125,12 @@ export class DockerExecutor implements ContainerExecutor {
       flavor: "docker",
       version: version.Version,
       capabilities,
+      // A rootless daemon lists "name=rootless" among its security options (Docker >= 20.10).
+      privilege: ((info.SecurityOptions as string[] | undefined) ?? []).some((o) =>
+        o.includes("name=rootless"),
+      )
+        ? "rootless"
+        : "root",
       details: {
         apiVersion: version.ApiVersion,
         storageDriver: String(info.Driver ?? ""),

@@ -147,6 +147,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       flavor: probe.flavor,
       version: probe.version,
       capabilities: probe.capabilities,
+      privilege: probe.privilege,
       details: {
         ...probe.details,
         cacheDir: this.cache.dir,

@@ -33,6 +33,12 @@ describe("probe (real Apptainer)", () => {
       reason: expect.stringMatching(/no GPU found/),
     });
     expect(probe.capabilities.exec.supported).toBe(true);
+    // The mode is measured: root without a user namespace as root, a user namespace otherwise
+    // (Debian's apptainer has no setuid support: APPTAINER_SUID_INSTALL=0).
+    const root = process.getuid?.() === 0;
+    expect(probe.privilege).toBe(root ? "root" : "userns");
+    expect(probe.render.userns).toBe(!root);
+    expect(probe.details.setuidInstall).toBe("false");
   });
 
   it("with userns: true uses --userns and still runs", async () => {
@@ -42,6 +48,8 @@ describe("probe (real Apptainer)", () => {
       userns: true,
     });
     expect(probe.render.userns).toBe(true);
+    expect(probe.privilege).toBe("userns");
+    expect(probe.details.mode).toBe("user namespace (--userns)");
     expect(probe.render.dockerCaps).toBe(false);
     expect(probe.capabilities.user.supported).toBe(false);
   });
@@ -53,6 +61,7 @@ describe("probe (real Apptainer)", () => {
       expect(a.details.probeMs).toBe(b.details.probeMs);
       expect(executor.probe()).toBe(executor.probe());
       expect(a.runtime).toBe("apptainer");
+      expect(a.privilege).toBe((await executor.probe()).privilege);
       expect(a.details.binary).toMatch(/apptainer$/);
     } finally {
       await executor.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { interfacesOf, parseLimits } from "./probe.js";
+import { interfacesOf, inUserNamespace, parseLimits, parseSetuidInstall } from "./probe.js";
 
 describe("probe output parsing", () => {
   it("lists the interfaces of /proc/net/dev", () => {
@@ -30,5 +30,21 @@ describe("probe output parsing", () => {
     ).toEqual({
       memoryBytes: Number("9223372036854771712"),
     });
+  });
+
+  it("tells a user namespace from the initial one by /proc/self/uid_map (recorded in containers)", () => {
+    // root, and a setuid runtime's container: the initial namespace.
+    expect(inUserNamespace("         0          0 4294967295\n")).toBe(false);
+    // apptainer exec as uid 65534 without setuid (Apptainer 1.4.5 makes a user namespace itself).
+    expect(inUserNamespace("     65534      65534          1\n")).toBe(true);
+    // --fakeroot: root inside, subordinate ids after it.
+    expect(inUserNamespace("0 1000 1\n1 100000 65536\n")).toBe(true);
+  });
+
+  it("reads setuid support from apptainer buildcfg", () => {
+    const debian = "PACKAGE_VERSION=1.4.5\nAPPTAINER_CONFDIR=/etc/apptainer\nAPPTAINER_SUID_INSTALL=0\n";
+    expect(parseSetuidInstall(debian)).toBe(false);
+    expect(parseSetuidInstall("SINGULARITY_SUID_INSTALL=1\n")).toBe(true);
+    expect(parseSetuidInstall("")).toBeUndefined();
   });
 });

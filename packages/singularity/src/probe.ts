@@ -5,6 +5,7 @@ import { join } from "node:path";
 import {
   type Capabilities,
   type CapabilityStatus,
+  type PrivilegeMode,
   RuntimeUnavailableError,
   SUPPORTED,
   unsupported,
@@ -43,6 +44,11 @@ export interface RuntimeProbe {
   flavor: RuntimeFlavor;
   version: string;
   render: RenderProbe;
+  /**
+   * How containers start here: `root` (root without a user namespace, Docker's capabilities),
+   * `setuid` (an unprivileged caller of a setuid-root installation), `userns` (a user namespace).
+   */
+  privilege: Extract<PrivilegeMode, "root" | "setuid" | "userns">;
   capabilities: Capabilities;
   /** nsenter's path when exec works. */
   nsenter: string | undefined;
@@ -115,9 +121,10 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
     };
   };
 
-  const [versionRun, helpRun, sandbox] = await Promise.all([
+  const [versionRun, helpRun, buildcfgRun, sandbox] = await Promise.all([
     run(["--version"]),
     run(["exec", "--help"]),
+    run(["buildcfg"]),
     makeProbeSandbox(options.workDir, env),
   ]);
   if (!versionRun.ok) {
@@ -143,16 +150,35 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
   // permitted capability set is 0x1fffeffffff" (exit 1) where root lacks a capability (here
   // CAP_SYS_RESOURCE). Without a user namespace Apptainer mounts the SIF with the kernel's
   // squashfs, not squashfuse (whose readdir has no "." and ".." entries, squashfuse 0.1.105).
+  // A caller other than root is in setuid mode when the runtime is setuid root, else Apptainer
+  // (>= 1.1) makes a user namespace by itself: the plain run's /proc/self/uid_map tells which.
   const isRoot = process.getuid?.() === 0;
   const rootFlags = isRoot ? ["--no-privs", "--add-caps", DOCKER_DEFAULT_CAPS.join(",")] : [];
   const [plain, userns] = await Promise.all([
-    run([...base, ...rootFlags, sandbox.path, ...probeCommand]),
+    run([
+      ...base,
+      ...rootFlags,
+      sandbox.path,
+      ...(sandbox.hasBusybox ? ["/bin/cat", "/proc/self/uid_map"] : probeCommand),
+    ]),
     run([...base, "--userns", sandbox.path, ...probeCommand]),
   ]);
+  const setuidInstall = parseSetuidInstall(buildcfgRun.stdout);
   let useUserns: boolean;
-  if (worked(plain) && !(options.userns && worked(userns))) useUserns = false;
-  else if (worked(userns)) useUserns = true;
-  else {
+  let privilege: RuntimeProbe["privilege"];
+  if (worked(plain) && !(options.userns && worked(userns))) {
+    const namespaced = isRoot
+      ? false
+      : sandbox.hasBusybox
+        ? inUserNamespace(plain.stdout)
+        : setuidInstall !== true;
+    privilege = isRoot ? "root" : namespaced ? "userns" : "setuid";
+    // Without setuid the plain run was a user namespace anyway: say so in the flags too.
+    useUserns = namespaced && worked(userns);
+  } else if (worked(userns)) {
+    useUserns = true;
+    privilege = "userns";
+  } else {
     throw new RuntimeUnavailableError(
       "apptainer",
       `${binary} cannot start a container here. Without --userns: ${plain.problem}. With --userns: ${userns.problem}. ` +
@@ -319,16 +345,18 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
     flavor: version.flavor,
     version: version.version,
     render,
+    privilege,
     capabilities,
     nsenter: exec.status.supported ? exec.nsenter : undefined,
     cgroupLayout: own.ok ? layout : undefined,
     details: {
       binary,
-      mode: useUserns
-        ? "user namespace (--userns)"
-        : isRoot
-          ? "root, Docker's capabilities (--no-privs --add-caps)"
-          : "setuid",
+      mode: {
+        userns: "user namespace (--userns)",
+        root: "root, Docker's capabilities (--no-privs --add-caps)",
+        setuid: "setuid root (starter-suid)",
+      }[privilege],
+      setuidInstall: setuidInstall === undefined ? "unknown" : String(setuidInstall),
       noEval: String(noEval),
       noUmask: String(noUmask),
       limits: own.ok
@@ -468,6 +496,29 @@ async function probeOwnCgroups(
   } finally {
     await removeCgroups(plan);
   }
+}
+
+/**
+ * False when a process's /proc/self/uid_map is the initial user namespace's (`0 0 4294967295`):
+ * root or a setuid runtime. True for any other map (a user namespace).
+ */
+export function inUserNamespace(uidMap: string): boolean {
+  const lines = uidMap
+    .trim()
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/).join(" "))
+    .filter((l) => l !== "");
+  return !(lines.length === 1 && lines[0] === "0 0 4294967295");
+}
+
+/**
+ * Whether `apptainer buildcfg` says the installation was built with setuid support
+ * (APPTAINER_SUID_INSTALL=1, SINGULARITY_SUID_INSTALL for SingularityCE); undefined when it
+ * does not say (an old runtime without buildcfg).
+ */
+export function parseSetuidInstall(buildcfg: string): boolean | undefined {
+  const m = /^(?:APPTAINER|SINGULARITY)_SUID_INSTALL=(\d+)\s*$/m.exec(buildcfg);
+  return m ? m[1] !== "0" : undefined;
 }
 
 /** Interface names in /proc/net/dev output. */
