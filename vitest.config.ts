@@ -10,6 +10,11 @@ const alias = [
     find: /^@contexec\/core\/testing$/,
     replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
   },
+  {
+    find: /^@contexec\/conformance\/fixtures$/,
+    replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
+  },
+  { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
   ...["core", "docker", "conformance", "sif", "singularity"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),

@@ -42,6 +42,11 @@ export interface ConformanceOptions {
   leftovers?: (executor: ContainerExecutor) => Promise<string[]>;
   /** Per-case timeout; default 120 s. */
   timeoutMs?: number;
+  /**
+   * Why this runtime is not tested here (not installed, left out by configuration). Every case
+   * is then registered as skipped, by name, with this reason; no executor is made.
+   */
+  unavailable?: string;
 }
 
 /** What every case module gets. */

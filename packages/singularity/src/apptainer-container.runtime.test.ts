@@ -4,6 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ContainerSpec, collect, runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
+
+const gate = runtimeGate("apptainer");
+
 import type { ApptainerContainer } from "./apptainer-container.js";
 import { ApptainerExecutor } from "./apptainer-executor.js";
 import {
@@ -61,7 +65,7 @@ const modes = [
   ["userns mode", () => usernsExecutor],
 ] as const;
 
-describe.each(modes)("process control (%s)", (_mode, ex) => {
+describe.skipIf(gate.skip).each(modes)(gate.title("process control (%s)"), (_mode, ex) => {
   const run = (spec: Partial<ContainerSpec>, input?: string) =>
     runContainer(ex(), { image, ...spec }, input !== undefined ? { input } : {});
 
@@ -208,7 +212,7 @@ describe.each(modes)("process control (%s)", (_mode, ex) => {
   });
 });
 
-describe("no orphans when this process ends", () => {
+describe.skipIf(gate.skip)(gate.title("no orphans when this process ends"), () => {
   it.each([
     ["exit", "root"],
     ["throw", "root"],
@@ -244,7 +248,7 @@ describe("no orphans when this process ends", () => {
   );
 });
 
-describe("lifecycle races", () => {
+describe.skipIf(gate.skip)(gate.title("lifecycle races"), () => {
   it("remove() during start() waits for it and kills what it started", async () => {
     const c = await executor.create({ image, command: ["sleep", "1000"] });
     c.stdout.resume();

@@ -3,6 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
+
+const gate = runtimeGate("apptainer");
+
 import { ApptainerExecutor } from "./apptainer-executor.js";
 import { parseInstanceList } from "./apptainer-service.js";
 import { renderInstanceExec } from "./render-apptainer-command.js";
@@ -28,7 +32,7 @@ afterAll(async () => {
   await rm(cacheDir, { recursive: true, force: true });
 });
 
-describe("Apptainer services are instances", () => {
+describe.skipIf(gate.skip)(gate.title("Apptainer services are instances"), () => {
   it("is listed by `apptainer instance list` while it runs, reachable as instance://NAME, and gone after stop", async () => {
     const service = await executor.startService(
       {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describeConformance } from "@contexec/conformance";
 import { execa } from "execa";
 import { afterAll, inject } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "./apptainer-executor.js";
 import { parseInstanceList } from "./apptainer-service.js";
 import { descendantsOf, listProcesses } from "./process-tree.js";
@@ -13,8 +14,10 @@ const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
 const cacheDir = await mkdtemp(join(tmpdir(), "contexec-conformance-sif-"));
 afterAll(() => rm(cacheDir, { recursive: true, force: true }));
 
+const gate = runtimeGate("apptainer");
 await describeConformance({
   name: "apptainer",
+  ...(gate.reason !== undefined && { unavailable: gate.reason }),
   createExecutor: async () => new ApptainerExecutor({ cacheDir }),
   fixtures: { busybox: join(fixtures, "busybox.tar"), layered: join(fixtures, "layered.tar") },
   // Batch containers are this process's children: whatever is left of them is a descendant.

@@ -3,6 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CAPABILITY_NAMES } from "@contexec/core";
 import { afterAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
+
+const gate = runtimeGate("apptainer");
+
 import { ApptainerExecutor } from "./apptainer-executor.js";
 import { findBinary } from "./find-binary.js";
 import { probeRuntime } from "./probe.js";
@@ -10,7 +14,7 @@ import { probeRuntime } from "./probe.js";
 const work = await mkdtemp(join(tmpdir(), "contexec-probe-test-"));
 afterAll(() => rm(work, { recursive: true, force: true }));
 
-describe("probe (real Apptainer)", () => {
+describe.skipIf(gate.skip)(gate.title("probe (real Apptainer)"), () => {
   it("finds flavor and version, and declares every capability, with a reason when off, within 2 s", async () => {
     const started = Date.now();
     const probe = await probeRuntime({ binary: await findBinary(), workDir: work });
