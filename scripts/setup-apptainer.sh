@@ -76,6 +76,20 @@ check_mode() {
 # Why this script cannot set up setuid mode.
 no_setuid="Debian's apptainer package (the one this script installs) is built without setuid support (APPTAINER_SUID_INSTALL=0) and ships no starter-suid. Its starter cannot simply be made setuid: starter-suid is a separate build (the suid build tags), and a setuid starter refuses an installation moved from its build-time prefix, as this private-libc prefix is. Setuid mode needs Apptainer built from source as root (./mconfig --with-suid; make -C builddir install) or a distribution's setuid package (Fedora/EPEL apptainer-suid); user namespace mode (the default) needs neither"
 
+# In user namespace mode Apptainer mounts SIF images with squashfuse, which opens /dev/fuse as
+# the calling user. The kernel and Debian's udev rule make it 0666; a machine without udev may
+# have it 0600 ("fuse: failed to open /dev/fuse: Permission denied" for every user but root).
+fuse_for_everyone() {
+  [ -c /dev/fuse ] || { log "no /dev/fuse: ordinary users' SIF runs need the fuse kernel module (modprobe fuse)"; return 0; }
+  [ "$(( 0$(stat -c %a /dev/fuse) & 06 ))" -eq 6 ] && return 0
+  if is_root; then
+    chmod 0666 /dev/fuse
+    log "made /dev/fuse usable by every user (0666, as Debian's udev rule does): squashfuse needs it for ordinary users"
+  else
+    log "/dev/fuse is $(stat -c %A /dev/fuse): ordinary users cannot mount SIF images; as root: chmod 0666 /dev/fuse"
+  fi
+}
+
 # 1. An Apptainer (or the older Singularity) every user can run is already there: use it.
 #    One only its owner can run (under /root) is replaced below when it is ours.
 
@@ -84,6 +98,7 @@ for name in apptainer singularity; do
     if runs_for_everyone "$found" || ! is_root; then
       log "already installed: $found ($("$found" --version 2>/dev/null); modes: $(install_modes "$found"))"
       check_mode "$found"
+      fuse_for_everyone
       readlink -f "$found"
       exit 0
     fi
@@ -157,6 +172,7 @@ libs_resolve() {
 if [ -f "$prefix/$done_file" ] && runs "$bin"; then
   log "already installed: $bin ($("$bin" --version 2>/dev/null))"
   check_mode "$bin"
+  fuse_for_everyone
   link_into_path
   printf '%s\n' "$bin"
   exit 0
@@ -287,5 +303,6 @@ check_install "${patched[@]}"
 version="$("$bin" --version 2>&1)"
 touch "$prefix/$done_file"
 log "installed $version at $prefix (modes: $(install_modes "$bin"))"
+fuse_for_everyone
 link_into_path
 printf '%s\n' "$bin"
