@@ -56,6 +56,6 @@ describe.skipIf(gate.skip)(gate.title("fixture images in Docker: load, then save
     expect(theirs.diffIds).toEqual(ours.diffIds);
     expect(theirs.config).toEqual(ours.config);
     expect(theirs.layers.length).toBe(ours.layers.length);
-    theirs.layers.forEach((layer, i) => expect(layer, `layer ${i}`).toEqual(ours.layers[i]));
+    for (const [i, layer] of theirs.layers.entries()) expect(layer, `layer ${i}`).toEqual(ours.layers[i]);
   });
 });
