@@ -5,6 +5,7 @@
 # Which runtimes: CONTEXEC_RUNTIMES ("docker,apptainer", "apptainer", "docker"), each of which
 # must then be set up or this fails; unset, every runtime that can be set up here is, and one
 # that cannot is reported (its tests are then skipped by name, with the reason).
+# Prints the runtimes that are ready on stdout, space-separated.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -33,3 +34,4 @@ done
 case " $ready " in *" apptainer "*) is_root && "$here/setup-test-user.sh" >/dev/null ;; esac
 "$here/build-fixtures.sh" >/dev/null
 log "ready:${ready:- no runtime}, and the fixture images"
+printf '%s\n' "${ready# }"   # for the caller: the runtimes set up here

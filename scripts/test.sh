@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/ensure-node-modules.sh
-scripts/setup.sh
+ready=" $(scripts/setup.sh) "
 
 echo "== type check (tsc -b, and the tests)"
 npx tsc -b
@@ -31,7 +31,7 @@ why_not=""
 if [ "${CONTEXEC_UNPRIVILEGED:-1}" = 0 ]; then why_not="CONTEXEC_UNPRIVILEGED=0"
 elif [ $# -gt 0 ]; then why_not="vitest was given arguments ($*)"
 elif ! runtime_selected apptainer; then why_not="CONTEXEC_RUNTIMES=$CONTEXEC_RUNTIMES leaves Apptainer out"
-elif ! command -v apptainer >/dev/null 2>&1; then why_not="no apptainer on PATH"
+elif [ "${ready#* apptainer }" = "$ready" ]; then why_not="Apptainer could not be set up here"
 elif ! is_root; then why_not="this run is already an ordinary user's"
 fi
 if [ -n "$why_not" ]; then
