@@ -8,10 +8,14 @@ die() { printf '[contexec setup] error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
-# The distribution, from /etc/os-release: "debian 12", "ubuntu 24.04", "fedora 40", or "unknown".
+# The os-release file (CONTEXEC_OS_RELEASE names another, to check the scripts' answers for
+# other distributions).
+os_release_file() { printf '%s\n' "${CONTEXEC_OS_RELEASE:-/etc/os-release}"; }
+
+# The distribution, from os-release: "debian 12", "ubuntu 24.04", "fedora 40", or "unknown".
 os_release() {
   (
-    . /etc/os-release 2>/dev/null || { printf 'unknown\n'; exit 0; }
+    . "$(os_release_file)" 2>/dev/null || { printf 'unknown\n'; exit 0; }
     printf '%s %s\n' "${ID:-unknown}" "${VERSION_ID:-}"
   )
 }
@@ -19,7 +23,7 @@ os_release() {
 # Debian and Ubuntu (and their derivatives) are installed with apt; nothing else is.
 is_apt_system() {
   command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 || return 1
-  (. /etc/os-release 2>/dev/null && case " ${ID:-} ${ID_LIKE:-} " in *" debian "* | *" ubuntu "*) exit 0 ;; esac; exit 1)
+  (. "$(os_release_file)" 2>/dev/null && case " ${ID:-} ${ID_LIKE:-} " in *" debian "* | *" ubuntu "*) exit 0 ;; esac; exit 1)
 }
 
 # have WHAT: WHAT is a command on PATH, or an absolute path that exists.

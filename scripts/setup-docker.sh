@@ -56,6 +56,9 @@ if systemd_manages_docker; then
   exit 0
 fi
 
+if [ -S "$sock" ] && ! is_root && ! [ -r "$sock" -a -w "$sock" ]; then
+  die "$(id -un) may not use the Docker daemon at $sock ($(stat -c '%U:%G %A' "$sock")): join its group (sudo usermod -aG $(stat -c %G "$sock") $(id -un), then log in again), or use rootless Docker"
+fi
 if pid=$(pgrep -x dockerd 2>/dev/null | head -n 1) && [ -n "$pid" ]; then
   die "a dockerd is running (pid $pid) but does not answer at $sock; not starting a second one. Check its log, or the socket it listens on"
 fi

@@ -315,7 +315,9 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
             asUser
               ? `${binary} --security uid:65534,gid:65534 did not run the container as that user: ${asUser.ok ? "it ran as another uid" : asUser.problem}`
               : useUserns
-                ? "Apptainer runs the container as the calling user (mapped to itself in its user namespace); only root without --userns can switch users (--security uid:U,gid:G), and root needs --userns here"
+                ? isRoot
+                  ? "Apptainer runs the container as the calling user (mapped to itself in its user namespace); only root without --userns can switch users (--security uid:U,gid:G), and root needs --userns here"
+                  : "Apptainer runs the container as the calling user (mapped to itself in its user namespace); switching users (--security uid:U,gid:G) is for root without --userns"
                 : isRoot
                   ? "not probed: no static busybox on this host to run the probe (install busybox-static)"
                   : "Apptainer runs the container as the calling user; switching users (--security uid:U,gid:G) is for root only",
