@@ -28,7 +28,7 @@ for runtime in docker apptainer; do
   elif [ -n "$strict" ]; then
     die "$runtime could not be set up (see above); CONTEXEC_RUNTIMES=$CONTEXEC_RUNTIMES requires it"
   else
-    log "$runtime is not available here (see above): its tests will be skipped. CONTEXEC_RUNTIMES=$runtime makes it required"
+    log "$runtime is not available here (see above): left out of the tests (each skipped by name, with the reason) and the demo. CONTEXEC_RUNTIMES=$runtime makes it required"
   fi
 done
 case " $ready " in *" apptainer "*) is_root && "$here/setup-test-user.sh" >/dev/null ;; esac
