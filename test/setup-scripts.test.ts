@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 
 // The set-up scripts' answers where they cannot install: each is run for real, with what is
 // missing hidden in a private mount namespace (scripts/hide-runtime.sh), another distribution's
@@ -13,6 +14,7 @@ const script = (name: string) => join(repo, "scripts", name);
 const isRoot = process.getuid?.() === 0;
 const testUser = process.env.CONTEXEC_TEST_USER ?? "contexec-test";
 const hasUser = spawnSync("id", ["-u", testUser]).status === 0;
+const docker = runtimeGate("docker");
 const work = await mkdtemp(join(tmpdir(), "contexec-setup-test-"));
 afterAll(() => rm(work, { recursive: true, force: true }));
 
@@ -73,7 +75,7 @@ describe.skipIf(!isRoot)(
     it.skipIf(!hasUser)(
       hasUser
         ? "an ordinary user without Apptainer is told that installing needs root"
-        : `(skipped: no user ${testUser})`,
+        : `an ordinary user without Apptainer is told that installing needs root (skipped: no user ${testUser})`,
       () => {
         const r = run([
           script("hide-runtime.sh"),
@@ -92,10 +94,10 @@ describe.skipIf(!isRoot)(
       },
     );
 
-    it.skipIf(!hasUser)(
+    it.skipIf(!hasUser || docker.skip)(
       hasUser
-        ? "an ordinary user outside the docker group is told to join it"
-        : `(skipped: no user ${testUser})`,
+        ? docker.title("an ordinary user outside the docker group is told to join it")
+        : `an ordinary user outside the docker group is told to join it (skipped: no user ${testUser})`,
       () => {
         const r = run([
           "setpriv",
