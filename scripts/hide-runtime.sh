@@ -25,13 +25,23 @@ for dir in "${dirs[@]}"; do
     [ -e "$dir/$name" ] && hidden+=("$dir/$name")
   done
 done
+# Where the set-up would install the runtime is made private and empty too, so that a set-up
+# run in here installs into a throwaway tmpfs, never over (or away) the host's install.
+private=()
+if [ "$runtime" = apptainer ]; then
+  for d in /opt/contexec "$(runtimes_dir)"; do [ -d "$d" ] && private+=("$d"); done
+fi
 if [ "$runtime" = docker ]; then
   for s in /var/run/docker.sock /run/docker.sock; do [ -S "$s" ] && hidden+=("$s"); done
   export DOCKER_HOST=unix:///nonexistent/docker.sock
 fi
-log "hiding $runtime: ${hidden[*]:-nothing found}"
+log "hiding $runtime: ${hidden[*]:-nothing found}${private:+; empty: ${private[*]}}"
 exec unshare --mount --propagation private -- bash -c '
+  set -e
   n=$1; shift
   for p in "${@:1:$n}"; do mount --bind /dev/null "$p"; done
   shift "$n"
-  exec "$@"' bash "${#hidden[@]}" "${hidden[@]}" "$@"
+  m=$1; shift
+  for d in "${@:1:$m}"; do mount -t tmpfs -o mode=755 contexec-hidden "$d"; done
+  shift "$m"
+  exec "$@"' bash "${#hidden[@]}" "${hidden[@]}" "${#private[@]}" "${private[@]}" "$@"

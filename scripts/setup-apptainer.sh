@@ -209,6 +209,11 @@ flock 9
 rm -rf "$parent"/.apptainer.stage.*   # left by a killed run
 
 if [ -e "$prefix" ]; then
+  # A finished install is never removed here, even when it does not run for us: others may be
+  # running it (and a private mount namespace may only hide it from this process).
+  if [ -f "$prefix/$done_file" ]; then
+    die "$prefix holds a finished install that does not run here ($("$bin" --version 2>&1 | tail -n 1)); not removing it, since it may be in use. Remove it yourself to reinstall, or set CONTEXEC_APPTAINER_PREFIX to another folder"
+  fi
   if [ -f "$prefix/$owner_file" ] || [ -z "$(ls -A "$prefix")" ]; then
     log "removing unfinished or broken install at $prefix"
     rm -rf "$prefix"
