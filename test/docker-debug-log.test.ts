@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 
 // Node reads NODE_DEBUG at start-up, so the Docker executor runs in a child Node process, on the
 // TypeScript sources (through the test loader that maps @contexec/* to packages/*/src).
@@ -16,7 +17,9 @@ await executor.info();
 await executor.close();
 `;
 
-describe("NODE_DEBUG=contexec on the Docker backend", () => {
+const gate = runtimeGate("docker");
+
+describe.skipIf(gate.skip)(gate.title("NODE_DEBUG=contexec on the Docker backend"), () => {
   it("logs every Engine API request with its outcome and duration", () => {
     const r = spawnSync(process.execPath, ["--import", loader, "--input-type=module", "-e", script], {
       env: { ...process.env, NODE_DEBUG: "contexec" },

@@ -1,4 +1,13 @@
-import type { Container, ContainerExecutor, ImageId } from "@contexec/core";
+import {
+  CAPABILITY_NAMES,
+  type Capabilities,
+  type Container,
+  type ContainerExecutor,
+  hostFacts,
+  type ImageId,
+  type RuntimeInfo,
+  unsupported,
+} from "@contexec/core";
 import { afterAll, beforeAll, describe } from "vitest";
 import { registerCommandCases } from "./cases/command.js";
 import { registerEnvCases } from "./cases/env.js";
@@ -34,8 +43,14 @@ import {
  * ```
  */
 export async function describeConformance(options: ConformanceOptions): Promise<void> {
-  const probe = await options.createExecutor();
-  const info = await probe.info().finally(() => probe.close());
+  const unavailable = options.unavailable;
+  let info: RuntimeInfo;
+  if (unavailable === undefined) {
+    const probe = await options.createExecutor();
+    info = await probe.info().finally(() => probe.close());
+  } else {
+    info = unavailableInfo(options.name, unavailable);
+  }
   const timeoutMs = options.timeoutMs ?? 120_000;
 
   let executor: ContainerExecutor | undefined;
@@ -46,6 +61,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     for (const fn of pending) await fn();
   };
 
+  const register = makeTestRegistrar(info, options.name, timeoutMs, runCleanups);
   const ctx: SuiteContext = {
     options,
     info,
@@ -57,7 +73,8 @@ export async function describeConformance(options: ConformanceOptions): Promise<
       if (!images) throw new Error("the fixture images are not loaded (beforeAll failed?)");
       return images;
     },
-    test: makeTestRegistrar(info, options.name, timeoutMs, runCleanups),
+    test:
+      unavailable === undefined ? register : (title, fn, needs) => register(title, fn, needs, unavailable),
     run: async (spec, input) =>
       decode(await runContainer(ctx.executor(), spec, input !== undefined ? { input } : {})),
     start: async (spec) => {
@@ -77,6 +94,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
 
   describe(`conformance: ${options.name} (${info.flavor} ${info.version})`, () => {
     beforeAll(async () => {
+      if (unavailable !== undefined) return;
       executor = await options.createExecutor();
       images = {
         busybox: await executor.loadImage(options.fixtures.busybox),
@@ -104,4 +122,22 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("plan", () => registerPlanCases(ctx));
     describe("side channels", () => registerSideChannelCases(ctx));
   });
+}
+
+/** A stand-in for the info of a runtime that is not there: every capability off, for `reason`. */
+function unavailableInfo(name: string, reason: string): RuntimeInfo {
+  const capabilities = Object.fromEntries(
+    CAPABILITY_NAMES.map((c) => [c, unsupported(reason)]),
+  ) as Capabilities;
+  return {
+    runtime: name,
+    flavor: name,
+    version: "not available",
+    privilege: "userns",
+    capabilities,
+    planner: {},
+    host: hostFacts(),
+    probedAt: new Date().toISOString(),
+    details: {},
+  };
 }

@@ -3,7 +3,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { OWNER_LABELS } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { DockerExecutor } from "./docker-executor.js";
+
+const gate = runtimeGate("docker");
 
 // The TypeScript loader of the Apptainer package's child-process tests runs this package's child too.
 const LOADER = fileURLToPath(new URL("../../singularity/src/test-support/ts-loader.mjs", import.meta.url));
@@ -12,6 +15,7 @@ const CHILD = fileURLToPath(new URL("./test-support/crash-child.ts", import.meta
 let executor: DockerExecutor;
 let image: string;
 beforeAll(async () => {
+  if (gate.skip) return;
   executor = new DockerExecutor();
   image = await executor.loadImage(join(inject("fixturesDir"), "busybox.tar"));
 });
@@ -49,7 +53,7 @@ async function ownedBy(pid: number): Promise<string[]> {
   return list.map((c) => `${c.Id.slice(0, 12)} ${c.State}`);
 }
 
-describe("a Docker executor's process that dies", () => {
+describe.skipIf(gate.skip)(gate.title("a Docker executor's process that dies"), () => {
   it("by SIGKILL leaves its containers running, and the next executor removes them before its first container", async () => {
     const child = await startChild();
     expect(child.ids).toHaveLength(3);

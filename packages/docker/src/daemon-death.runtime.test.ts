@@ -6,7 +6,10 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { ContainerError, RuntimeUnavailableError, readImageArchive, runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { DockerExecutor } from "./docker-executor.js";
+
+const gate = runtimeGate("docker");
 
 /*
  * A Docker daemon that dies under a pending wait(). This file starts a PRIVATE dockerd (its own
@@ -134,6 +137,7 @@ const hostBridge = () => existsSync("/sys/class/net/docker0");
 const hadHostBridge = hostBridge();
 
 beforeAll(async () => {
+  if (gate.skip) return;
   if (!hasDockerd) return;
   // Short: a unix socket path must fit in 108 bytes.
   dir = await mkdtemp(join(tmpdir(), "cx-dockerd-"));
@@ -146,6 +150,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (gate.skip) return;
   if (!daemon) return;
   // A clean stop: dockerd stops its containers and its containerd, and unmounts what it mounted.
   if (daemon.exitCode === null && daemon.signalCode === null) {
@@ -161,8 +166,8 @@ afterAll(async () => {
   expect(hostBridge()).toBe(hadHostBridge);
 });
 
-describe.skipIf(!hasDockerd)(
-  "a Docker daemon that dies (a private dockerd; needs root, dockerd and unshare)",
+describe.skipIf(!hasDockerd || gate.skip)(
+  gate.title("a Docker daemon that dies (a private dockerd; needs root, dockerd and unshare)"),
   () => {
     it("wait() rejects with RuntimeUnavailableError within seconds, kill/remove/close return, info() is not stale; after a restart fresh calls work", async () => {
       const executor = new DockerExecutor({ socketPath });

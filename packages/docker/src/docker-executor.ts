@@ -168,7 +168,8 @@ export class DockerExecutor implements ContainerExecutor {
       runtime: "docker",
       flavor: "docker",
       version: version.Version,
-      privilege: rootless ? "rootless-daemon" : "daemon",
+      // A rootless daemon lists "name=rootless" among its security options (Docker >= 20.10).
+      privilege: rootless ? "rootless" : "root",
       capabilities,
       planner: { apiVersion: version.ApiVersion },
       host: hostFacts(),

@@ -6,8 +6,11 @@ import { promisify } from "node:util";
 import type { ContainerSpec, ImageId } from "@contexec/core";
 import type Dockerode from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { DockerExecutor } from "./docker-executor.js";
 import { LABEL_EXECUTOR } from "./render-create-options.js";
+
+const gate = runtimeGate("docker");
 
 const run = promisify(execFile);
 const fixtures = inject("fixturesDir");
@@ -40,7 +43,7 @@ function settingsOf(info: Dockerode.ContainerInspectInfo) {
   };
 }
 
-describe("the docker run argv of a plan", () => {
+describe.skipIf(gate.skip)(gate.title("the docker run argv of a plan"), () => {
   let executor: DockerExecutor;
   let layered: ImageId;
   let work: string;

@@ -1,3 +1,4 @@
+import { userInfo } from "node:os";
 import { expect } from "vitest";
 import type { SuiteContext } from "../suite-context.js";
 
@@ -96,7 +97,12 @@ export function registerEnvCases(ctx: SuiteContext): void {
     const own = RUNTIME_OWN_VARIABLES[ctx.info.flavor] ?? [];
     const ownValues = Object.fromEntries(own.map((name) => [name, rest[name]]));
     for (const name of own) delete rest[name];
-    expect(rest).toEqual({ PATH: "/usr/local/bin:/usr/bin:/bin", HOME: "/root", ...specEnv });
+    // The image's user is root: HOME is root's. A runtime that runs containers as the caller (an
+    // ordinary user's Apptainer: setuid or a user namespace) gives the caller's home folder
+    // (private and empty there), as the caller's passwd entry names it.
+    const home =
+      ctx.info.privilege === "root" || ctx.info.privilege === "rootless" ? "/root" : userInfo().homedir;
+    expect(rest).toEqual({ PATH: "/usr/local/bin:/usr/bin:/bin", HOME: home, ...specEnv });
     // Docker sets HOSTNAME to the container's host name; Apptainer's containers share the host's.
     expect(HOSTNAME).toMatch(/^[A-Za-z0-9][A-Za-z0-9.-]*$/);
     for (const name of own) expect(ownValues[name], `${name} is set`).toEqual(expect.any(String));

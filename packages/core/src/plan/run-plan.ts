@@ -1,13 +1,14 @@
 import type { Capabilities } from "../capabilities.js";
 import type { ContainerSpec, ImageId } from "../spec.js";
 
-export const PRIVILEGE_MODES = ["root", "setuid", "userns", "daemon", "rootless-daemon"] as const;
 /**
- * How a runtime starts containers on a machine: `root` (Apptainer run by root, without a user
- * namespace), `setuid` (Apptainer's setuid starter, for an ordinary user), `userns` (Apptainer in
- * a user namespace, no privilege at all), `daemon` (a root Docker daemon), `rootless-daemon`
- * (Docker's rootless mode).
+ * How this machine's runtime gives containers their privileges, as the caller meets it:
+ * - `root`: a root daemon (Docker) or a root caller without a user namespace (Apptainer as root);
+ * - `setuid`: an unprivileged caller of a setuid-root runtime (Apptainer's starter-suid);
+ * - `userns`: an unprivileged user namespace (Apptainer --userns, its default without setuid);
+ * - `rootless`: a daemon run by an ordinary user in its own user namespace (rootless Docker).
  */
+export const PRIVILEGE_MODES = ["root", "setuid", "userns", "rootless"] as const;
 export type PrivilegeMode = (typeof PRIVILEGE_MODES)[number];
 
 /** The machine a profile was measured on. */

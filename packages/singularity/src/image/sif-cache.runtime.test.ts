@@ -15,10 +15,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import { runChild } from "../test-support/child-process.js";
 import { fixtures } from "../test-support/fixtures.js";
 import { checkSif } from "./sif-cache.js";
+
+const gate = runtimeGate("apptainer");
 
 const { busybox, layered } = fixtures();
 let work: string;
@@ -31,7 +34,7 @@ const lines = async (file: string) =>
   (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
 const cacheFiles = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).sort();
 
-describe("SIF cache with real conversions", () => {
+describe.skipIf(gate.skip)(gate.title("SIF cache with real conversions"), () => {
   it("N processes loading one image at once convert it once and all get the same file", async () => {
     const cacheDir = join(work, "concurrent");
     const counter = join(work, "concurrent.count");

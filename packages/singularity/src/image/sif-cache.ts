@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import {
@@ -10,6 +10,7 @@ import {
   ImageArchiveError,
   type ImageConfig,
   type ImageId,
+  InvalidConfigError,
   ownerLiveness,
   parseOwnerRecord,
   type SweepReport,
@@ -167,10 +168,18 @@ export class SifCache {
   ): Promise<{ entry: SifCacheEntry; converted: boolean }> {
     const id = archive.id;
     const p = this.paths(id);
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true }).catch(async (err) => {
+      if (!(await exists(this.dir))) throw this.#readOnly(id, err);
+    });
     const fast = await this.#valid(id);
     if (fast && archive.repoTags.every((t) => fast.repoTags.includes(t)) && !isOld(fast.loadedAt)) {
       return { entry: fast, converted: false };
+    }
+    // A cache shared read-only (another user's, an administrator's): what it holds is used as it
+    // is, tags and load times left unrecorded; what it lacks cannot be added by this user.
+    if (!(await writable(this.dir))) {
+      if (fast) return { entry: fast, converted: false };
+      throw this.#readOnly(id);
     }
     const release = await this.#lock(p.sif, p.lock, options.signal);
     try {
@@ -270,6 +279,15 @@ export class SifCache {
       await release();
     }
     return true;
+  }
+
+  #readOnly(id: ImageId, cause?: unknown): InvalidConfigError {
+    return new InvalidConfigError(
+      `the SIF cache ${this.dir} cannot be written by this user (uid ${process.getuid?.() ?? "?"}) and holds no SIF of ${id}: ` +
+        "load the image into a cache of your own (cacheDir, or CONTEXEC_SIF_CACHE; by default each user has one under ~/.cache), " +
+        "or ask the owner of this cache to load it there",
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   async #valid(id: ImageId): Promise<SifCacheEntry | undefined> {
@@ -424,6 +442,14 @@ function union(a: string[], b: string[]): string[] {
 /** A loadedAt older than a minute is refreshed so the newest load of a tag wins. */
 function isOld(iso: string): boolean {
   return Date.now() - Date.parse(iso) > 60_000;
+}
+
+/** Whether this process can make files in `dir` (write and search permission). */
+async function writable(dir: string): Promise<boolean> {
+  return access(dir, fs.constants.W_OK | fs.constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -4,8 +4,10 @@ import {
   chooseStartMode,
   interfacesOf,
   interpretProbe,
+  inUserNamespace,
   type ProbeObservations,
   parseLimits,
+  parseSetuidInstall,
   type RunRecord,
 } from "./interpret-probe.js";
 
@@ -77,7 +79,7 @@ describe("interpretProbe on recorded observations", () => {
       plain: failed("ERROR  : No setuid installation found"),
       userns: o.start?.userns as RunRecord,
     };
-    expect(chooseStartMode(o)).toEqual({ userns: true });
+    expect(chooseStartMode(o)).toEqual({ userns: true, privilege: "userns" });
     expect(interpretProbe(o).privilege).toBe("userns");
   });
 
@@ -134,5 +136,21 @@ describe("probe output parsing", () => {
     ).toEqual({
       memoryBytes: Number("9223372036854771712"),
     });
+  });
+
+  it("tells a user namespace from the initial one by /proc/self/uid_map (recorded in containers)", () => {
+    // root, and a setuid runtime's container: the initial namespace.
+    expect(inUserNamespace("         0          0 4294967295\n")).toBe(false);
+    // apptainer exec as uid 65534 without setuid (Apptainer 1.4.5 makes a user namespace itself).
+    expect(inUserNamespace("     65534      65534          1\n")).toBe(true);
+    // --fakeroot: root inside, subordinate ids after it.
+    expect(inUserNamespace("0 1000 1\n1 100000 65536\n")).toBe(true);
+  });
+
+  it("reads setuid support from apptainer buildcfg", () => {
+    const debian = "PACKAGE_VERSION=1.4.5\nAPPTAINER_CONFDIR=/etc/apptainer\nAPPTAINER_SUID_INSTALL=0\n";
+    expect(parseSetuidInstall(debian)).toBe(false);
+    expect(parseSetuidInstall("SINGULARITY_SUID_INSTALL=1\n")).toBe(true);
+    expect(parseSetuidInstall("")).toBeUndefined();
   });
 });

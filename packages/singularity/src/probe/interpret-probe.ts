@@ -50,6 +50,8 @@ export interface ProbeObservations {
   hasBusybox: boolean;
   version: RunRecord;
   help?: RunRecord;
+  /** `apptainer buildcfg`: whether the installation was built with setuid support. */
+  buildcfg?: RunRecord;
   /** A plain start (root: Docker's capabilities) and one with --userns. */
   start?: { plain: RunRecord; userns: RunRecord };
   netNone?: RunRecord;
@@ -101,13 +103,26 @@ function worked(o: Pick<ProbeObservations, "hasBusybox">, r: RunRecord): boolean
 
 /**
  * The start mode the observations call for: no user namespace where a plain start works (and
- * none was asked for), else `--userns`. Throws RuntimeUnavailableError when neither starts.
+ * none was asked for), else `--userns`. A caller other than root whose plain start ran in a user
+ * namespace anyway (Apptainer >= 1.1 without setuid makes one itself: /proc/self/uid_map says so)
+ * is in user-namespace mode, flags included; one whose start ran in the initial namespace is
+ * setuid. Throws RuntimeUnavailableError when neither starts.
  */
-export function chooseStartMode(o: ProbeObservations): { userns: boolean } {
+export function chooseStartMode(o: ProbeObservations): {
+  userns: boolean;
+  privilege: Extract<PrivilegeMode, "root" | "setuid" | "userns">;
+} {
   const start = o.start;
   if (!start) throw new Error("chooseStartMode needs the start runs");
-  if (worked(o, start.plain) && !(o.preferUserns && worked(o, start.userns))) return { userns: false };
-  if (worked(o, start.userns)) return { userns: true };
+  if (worked(o, start.plain) && !(o.preferUserns && worked(o, start.userns))) {
+    if (o.isRoot) return { userns: false, privilege: "root" };
+    const setuidInstall = o.buildcfg ? parseSetuidInstall(o.buildcfg.stdout) : undefined;
+    const namespaced = o.hasBusybox ? inUserNamespace(start.plain.stdout) : setuidInstall !== true;
+    return namespaced
+      ? { userns: worked(o, start.userns), privilege: "userns" }
+      : { userns: false, privilege: "setuid" };
+  }
+  if (worked(o, start.userns)) return { userns: true, privilege: "userns" };
   const p = (r: RunRecord) => problemOf(r, o.binary, o.timeoutMs);
   throw new RuntimeUnavailableError(
     "apptainer",
@@ -130,7 +145,9 @@ export function interpretProbe(o: ProbeObservations, probedAt = new Date().toISO
   const help = o.help ? o.help.stdout + o.help.stderr : "";
   const noEval = help.includes("--no-eval");
   const noUmask = help.includes("--no-umask");
-  const useUserns = chooseStartMode(o).userns;
+  const mode = chooseStartMode(o);
+  const useUserns = mode.userns;
+  const setuidInstall = o.buildcfg ? parseSetuidInstall(o.buildcfg.stdout) : undefined;
   const hasBusybox = o.hasBusybox;
   const notProbed = "not probed: no static busybox on this host to run the probe (install busybox-static)";
 
@@ -213,7 +230,9 @@ export function interpretProbe(o: ProbeObservations, probedAt = new Date().toISO
             asUser
               ? `${binary} --security uid:65534,gid:65534 did not run the container as that user: ${ok(asUser) ? "it ran as another uid" : problem(asUser)}`
               : useUserns
-                ? "Apptainer runs the container as the calling user (mapped to itself in its user namespace); only root without --userns can switch users (--security uid:U,gid:G), and root needs --userns here"
+                ? o.isRoot
+                  ? "Apptainer runs the container as the calling user (mapped to itself in its user namespace); only root without --userns can switch users (--security uid:U,gid:G), and root needs --userns here"
+                  : "Apptainer runs the container as the calling user (mapped to itself in its user namespace); switching users (--security uid:U,gid:G) is for root without --userns"
                 : o.isRoot
                   ? notProbed
                   : "Apptainer runs the container as the calling user; switching users (--security uid:U,gid:G) is for root only",
@@ -232,7 +251,7 @@ export function interpretProbe(o: ProbeObservations, probedAt = new Date().toISO
     noUmask,
     ownCgroups: own.ok,
   };
-  const privilege: PrivilegeMode = useUserns ? "userns" : o.isRoot ? "root" : "setuid";
+  const privilege: PrivilegeMode = mode.privilege;
   return {
     binary,
     flavor: version.flavor,
@@ -244,11 +263,12 @@ export function interpretProbe(o: ProbeObservations, probedAt = new Date().toISO
     cgroupLayout: own.ok ? o.cgroupLayout : undefined,
     details: {
       binary,
-      mode: useUserns
-        ? "user namespace (--userns)"
-        : o.isRoot
-          ? "root, Docker's capabilities (--no-privs --add-caps)"
-          : "setuid",
+      mode: {
+        userns: "user namespace (--userns)",
+        root: "root, Docker's capabilities (--no-privs --add-caps)",
+        setuid: "setuid root (starter-suid)",
+      }[mode.privilege],
+      setuidInstall: setuidInstall === undefined ? "unknown" : String(setuidInstall),
       noEval: String(noEval),
       noUmask: String(noUmask),
       limits: own.ok
@@ -328,6 +348,29 @@ function execResult(o: ProbeObservations): { status: CapabilityStatus; nsenter?:
             ),
           };
   }
+}
+
+/**
+ * False when a process's /proc/self/uid_map is the initial user namespace's (`0 0 4294967295`):
+ * root or a setuid runtime. True for any other map (a user namespace).
+ */
+export function inUserNamespace(uidMap: string): boolean {
+  const lines = uidMap
+    .trim()
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/).join(" "))
+    .filter((l) => l !== "");
+  return !(lines.length === 1 && lines[0] === "0 0 4294967295");
+}
+
+/**
+ * Whether `apptainer buildcfg` says the installation was built with setuid support
+ * (APPTAINER_SUID_INSTALL=1, SINGULARITY_SUID_INSTALL for SingularityCE); undefined when it
+ * does not say (an old runtime without buildcfg).
+ */
+export function parseSetuidInstall(buildcfg: string): boolean | undefined {
+  const m = /^(?:APPTAINER|SINGULARITY)_SUID_INSTALL=(\d+)\s*$/m.exec(buildcfg);
+  return m ? m[1] !== "0" : undefined;
 }
 
 /** Interface names in /proc/net/dev output. */

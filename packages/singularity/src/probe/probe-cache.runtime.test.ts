@@ -2,15 +2,18 @@ import { chmod, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import { findBinary } from "./find-binary.js";
+
+const gate = runtimeGate("apptainer");
 
 /**
  * A fresh process must not pay for the probe again: the findings are kept on disk, and reused
  * only while what they depend on is unchanged. Every call of the runtime goes through a wrapper
  * that counts them, so "no probe" means "no call".
  */
-describe("probe cache (real Apptainer)", () => {
+describe.skipIf(gate.skip)(gate.title("probe cache (real Apptainer)"), () => {
   let work: string;
   let wrapper: string;
   let calls: string;

@@ -83,9 +83,10 @@ export async function observeRuntime(options: ProbeOptions): Promise<ProbeObserv
     return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
   };
 
-  const [version, help, sandbox] = await Promise.all([
+  const [version, help, buildcfg, sandbox] = await Promise.all([
     run(["--version"]),
     run(["exec", "--help"]),
+    run(["buildcfg"]),
     makeProbeSandbox(options.workDir, env),
   ]);
   const o: ProbeObservations = {
@@ -96,6 +97,7 @@ export async function observeRuntime(options: ProbeOptions): Promise<ProbeObserv
     hasBusybox: sandbox.hasBusybox,
     version,
     help,
+    buildcfg,
     durationMs: 0,
   };
   const finish = () => {
@@ -112,8 +114,15 @@ export async function observeRuntime(options: ProbeOptions): Promise<ProbeObserv
   // CAP_SYS_RESOURCE). Without a user namespace Apptainer mounts the SIF with the kernel's
   // squashfs, not squashfuse (whose readdir has no "." and ".." entries, squashfuse 0.1.105).
   const rootFlags = isRoot ? ["--no-privs", "--add-caps", DOCKER_DEFAULT_CAPS.join(",")] : [];
+  // A caller other than root is in setuid mode when the runtime is setuid root, else Apptainer
+  // (>= 1.1) makes a user namespace by itself: the plain run's /proc/self/uid_map tells which.
   const [plain, userns] = await Promise.all([
-    run([...base, ...rootFlags, sandbox.path, ...probeCommand]),
+    run([
+      ...base,
+      ...rootFlags,
+      sandbox.path,
+      ...(sandbox.hasBusybox ? ["/bin/cat", "/proc/self/uid_map"] : probeCommand),
+    ]),
     run([...base, "--userns", sandbox.path, ...probeCommand]),
   ]);
   o.start = { plain, userns };

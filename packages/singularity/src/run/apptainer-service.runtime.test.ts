@@ -3,9 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import { renderInstanceExec } from "../plan/render-apptainer-command.js";
 import { parseInstanceList } from "./apptainer-service.js";
+
+const gate = runtimeGate("apptainer");
 
 // What only an instance gives: the runtime lists it, and other processes reach it by name.
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
@@ -28,7 +31,7 @@ afterAll(async () => {
   await rm(cacheDir, { recursive: true, force: true });
 });
 
-describe("Apptainer services are instances", () => {
+describe.skipIf(gate.skip)(gate.title("Apptainer services are instances"), () => {
   it("is listed by `apptainer instance list` while it runs, reachable as instance://NAME, and gone after stop", async () => {
     const service = await executor.startService(
       {
