@@ -13,7 +13,6 @@
 import { closeSync, createWriteStream, openSync, statSync } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { loadAverages, measureCommand, medianOf } from "./lib/measure.mjs";
 import { ensureBenchImage, IMAGE_DESCRIPTION, IMAGE_VERSION } from "./lib/sif-image.mjs";
@@ -246,7 +245,6 @@ async function writeFlatTar(root, sif, image, path) {
   const { readImageArchive, fileByteSource, readTarHeaders } = await import(
     join(root, "packages/core/dist/index.js")
   );
-  const tarStream = (await import(join(root, "node_modules/tar-stream/index.js"))).default;
   const archive = await readImageArchive(image);
   let layerEntries = 0;
   for (const l of archive.layers) {
@@ -261,10 +259,7 @@ async function writeFlatTar(root, sif, image, path) {
     sif.bufferLayerSource("metadata", metadata.top),
   ];
   const plan = await sif.planFlatten(layers);
-  const pack = tarStream.pack();
-  const writing = pipeline(pack, createWriteStream(`${path}.tmp`));
-  await sif.writeFlattened(plan, layers, pack);
-  await writing;
+  await sif.writeFlattened(plan, layers, createWriteStream(`${path}.tmp`));
   await rename(`${path}.tmp`, path);
   return { layers: archive.layers.length, layerEntries, entries: plan.entryCount };
 }

@@ -1,6 +1,6 @@
+import { Writable } from "node:stream";
 import { ImageArchiveError } from "@contexec/core";
 import { type ListedEntry, listTar, sha256, type TarSpec, tarOf } from "@contexec/core/testing";
-import * as tar from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { planFlatten } from "./flatten-layers.js";
 import { bufferLayerSource } from "./layer-source.js";
@@ -12,13 +12,14 @@ async function flatten(...layers: TarSpec[][]): Promise<ListedEntry[]> {
     layers.map(async (entries, i) => bufferLayerSource(`layer ${i}`, await tarOf(entries))),
   );
   const plan = await planFlatten(sources);
-  const pack = tar.pack();
   const chunks: Buffer[] = [];
-  const collecting = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(c);
-  })();
-  await writeFlattened(plan, sources, pack);
-  await collecting;
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      callback();
+    },
+  });
+  await writeFlattened(plan, sources, out);
   return listTar(Buffer.concat(chunks));
 }
 

@@ -41,7 +41,8 @@ export interface RandomAccess {
   /** First and end position of the layer's bytes. */
   start: number;
   end: number;
-  read(position: number, length: number): Promise<Buffer>;
+  /** `length` bytes at `position`: read into `into` when given (it must hold them), else a new buffer. */
+  read(position: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -85,10 +86,10 @@ export function archiveLayerSource(
         return {
           start: layer.dataOffset,
           end,
-          async read(position, length) {
+          async read(position, length, into) {
             if (position < layer.dataOffset || position + length > end)
               throw new RangeError("read outside the layer");
-            const buf = Buffer.allocUnsafe(length);
+            const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
             let got = 0;
             while (got < length) {
               const { bytesRead } = await handle.read(buf, got, length - got, position + got);
