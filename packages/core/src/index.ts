@@ -1,4 +1,11 @@
-export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
+export {
+  type ByteSource,
+  bufferByteSource,
+  fileByteSource,
+  fileByteSourceSync,
+  type SyncByteSource,
+  streamByteSource,
+} from "./archive/byte-source.js";
 export {
   type ArchiveLayer,
   digestOf,
@@ -11,6 +18,7 @@ export {
 export {
   type ReadTarOptions,
   readTarHeaders,
+  readTarHeadersSync,
   type TarEntryKind,
   type TarHeader,
 } from "./archive/tar-headers.js";

@@ -2,9 +2,27 @@ import { Writable } from "node:stream";
 import { ImageArchiveError } from "@contexec/core";
 import { type ListedEntry, listTar, sha256, type TarSpec, tarOf } from "@contexec/core/testing";
 import { describe, expect, it } from "vitest";
-import { planFlatten } from "./flatten-layers.js";
-import { bufferLayerSource } from "./layer-source.js";
+import { type FlattenPlan, planFlatten as planOneWay } from "./flatten-layers.js";
+import { bufferLayerSource, type LayerSource } from "./layer-source.js";
 import { writeFlattened } from "./write-flattened.js";
+
+/**
+ * Plans with the headers read synchronously (as for uncompressed layers) and, for the same layers
+ * without that, asynchronously (as for compressed ones): both ways must give the same plan or fail
+ * with the same error.
+ */
+async function planFlatten(sources: LayerSource[]): Promise<FlattenPlan> {
+  const streamed = sources.map((s) => ({ ...s, readHeadersSync: undefined }));
+  const [sync, async] = await Promise.allSettled([planOneWay(sources), planOneWay(streamed)]);
+  if (sync.status === "rejected") {
+    expect(async.status).toBe("rejected");
+    expect(String((async as PromiseRejectedResult).reason)).toBe(String(sync.reason));
+    throw sync.reason;
+  }
+  expect(async.status).toBe("fulfilled");
+  expect((async as PromiseFulfilledResult<FlattenPlan>).value).toEqual(sync.value);
+  return sync.value;
+}
 
 /** Flattens layers given bottom first; returns the output tar's entries in order. */
 async function flatten(...layers: TarSpec[][]): Promise<ListedEntry[]> {

@@ -81,6 +81,9 @@ export interface FlattenOptions {
 
 export const OPERATION = "converting the image";
 
+// The planning pass reads uncompressed layers synchronously; the event loop gets a turn this often.
+const EVENT_LOOP_TURN_MS = 5;
+
 /** Pass 1: reads every layer's headers (bottom layer first in `layers`) and decides the output. */
 export async function planFlatten(
   layers: readonly LayerSource[],
@@ -91,10 +94,24 @@ export async function planFlatten(
   for (let index = layers.length - 1; index >= 0; index--) {
     const layer = layers[index] as LayerSource;
     const current = planner.startLayer(index, layer.name);
-    for await (const header of layer.readHeaders()) {
-      if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-      current.add(header);
+    if (layer.readHeadersSync) {
+      let turn = performance.now();
+      for (const header of layer.readHeadersSync()) {
+        current.add(header);
+        // A turn for the event loop (and a look at the signal) every few milliseconds.
+        if ((header.ordinal & 255) === 255 && performance.now() - turn > EVENT_LOOP_TURN_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+          turn = performance.now();
+        }
+      }
+    } else {
+      for await (const header of layer.readHeaders()) {
+        if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+        current.add(header);
+      }
     }
+    if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     planner.endLayer(current);
   }
   return planner.finish();
@@ -303,24 +320,29 @@ function buildPlan(
   implied: Set<string>,
   droppedDevices: string[],
 ): FlattenPlan {
+  // Entries go into the plan as they are (a LayerEntry is a FlatEntry); copies only where the
+  // output differs (another name, a link).
   const folders: FlatEntry[] = [];
   const others: FlatEntry[] = [];
-  const inodes = new Map<LayerEntry, string[]>();
+  // Each file's inode, with the visible hard links to it (null: none).
+  const inodes = new Map<LayerEntry, string[] | null>();
   for (const entry of final.values()) {
     switch (entry.kind) {
       case "directory":
-        folders.push(flat(entry, entry.path));
+        folders.push(entry);
         break;
       case "symlink":
       case "fifo":
-        others.push(flat(entry, entry.path));
+        others.push(entry);
         break;
       case "file":
+        if (!inodes.has(entry)) inodes.set(entry, null);
+        break;
       case "link": {
         const root = inodeOf(entry);
         if (root.kind === "file") {
-          const names = inodes.get(root);
-          if (names) names.push(entry.path);
+          const links = inodes.get(root);
+          if (links) links.push(entry.path);
           else inodes.set(root, [entry.path]);
         } else {
           // A hard link to a symlink or fifo: a copy of it is the same to every reader.
@@ -339,12 +361,12 @@ function buildPlan(
 
   const dataCopies = new Map<number, Map<number, DataCopy>>();
   const hardLinks: FlatEntry[] = [];
-  for (const [root, names] of inodes) {
+  for (const [root, links] of inodes) {
     // The file keeps its own name when that is still visible, else takes its first link's.
     const own = final.get(root.path) === root;
-    const sorted = [...names].sort();
-    const primary = own ? root.path : (sorted[0] as string);
-    const out = flat(root, primary);
+    links?.sort();
+    const primary = own ? root.path : ((links as string[])[0] as string);
+    const out = own ? root : flat(root, primary);
     if (root.size === 0) others.push(out);
     else {
       let copies = dataCopies.get(root.layer);
@@ -354,8 +376,13 @@ function buildPlan(
       }
       copies.set(root.ordinal, { sourcePath: root.path, size: root.size, dataOffset: root.dataOffset, out });
     }
-    for (const name of sorted) {
-      if (name !== primary) hardLinks.push({ ...out, path: name, kind: "link", size: 0, linkname: primary });
+    for (const name of links ?? []) {
+      if (name === primary) continue;
+      const link = flat(root, name);
+      link.kind = "link";
+      link.size = 0;
+      link.linkname = primary;
+      hardLinks.push(link);
     }
   }
   hardLinks.sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -2,9 +2,12 @@ import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import {
   type ArchiveLayer,
+  bufferByteSource,
   fileByteSource,
+  fileByteSourceSync,
   ImageArchiveError,
   readTarHeaders,
+  readTarHeadersSync,
   streamByteSource,
   type TarHeader,
 } from "@contexec/core";
@@ -24,6 +27,12 @@ export interface LayerSource {
   storedSize: number;
   /** Entry headers in order, data skipped. */
   readHeaders(): AsyncGenerator<TarHeader>;
+  /**
+   * The same headers read synchronously, for a layer stored uncompressed (in a file, in memory):
+   * no promise per entry (a third of the planning pass's reading CPU). The caller gives the event
+   * loop its turns. A file is opened when iteration starts and closed when it ends or is abandoned.
+   */
+  readHeadersSync?(): Generator<TarHeader>;
   /**
    * The uncompressed tar bytes. Attach consumers synchronously: the stream starts flowing on the
    * next tick.
@@ -80,6 +89,17 @@ export function archiveLayerSource(
     open: (onRawBytes) =>
       openLayer(archivePath, layer, { ...(signal && { signal }), ...(onRawBytes && { onRawBytes }) }),
     ...(layer.compression === "none" && {
+      *readHeadersSync() {
+        const source = fileByteSourceSync(archivePath, {
+          start: layer.dataOffset,
+          end: layer.dataOffset + layer.size,
+        });
+        try {
+          yield* readTarHeadersSync(source, { what: name });
+        } finally {
+          source.closeSync();
+        }
+      },
       async openRandomAccess(): Promise<RandomAccess> {
         const handle = await open(archivePath, "r");
         const end = layer.dataOffset + layer.size;
@@ -113,6 +133,9 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
     storedSize: tar.length,
     async *readHeaders() {
       yield* readTarHeaders(streamByteSource(Readable.from([tar])), { what: name });
+    },
+    *readHeadersSync() {
+      yield* readTarHeadersSync(bufferByteSource(tar), { what: name });
     },
     open(onRawBytes) {
       const stream = new PassThrough();
