@@ -95,15 +95,16 @@ export async function planFlatten(
     const layer = layers[index] as LayerSource;
     const current = planner.startLayer(index, layer.name);
     if (layer.readHeadersSync) {
-      let turn = performance.now();
-      for (const header of layer.readHeadersSync()) {
-        current.add(header);
-        // A turn for the event loop (and a look at the signal) every few milliseconds.
-        if ((header.ordinal & 255) === 255 && performance.now() - turn > EVENT_LOOP_TURN_MS) {
+      const headers = layer.readHeadersSync();
+      try {
+        // Slices of a few milliseconds, with a turn for the event loop (and a look at the
+        // signal) between them.
+        while (!addSlice(headers, current)) {
           await new Promise((resolve) => setImmediate(resolve));
           if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-          turn = performance.now();
         }
+      } finally {
+        headers.return(undefined);
       }
     } else {
       for await (const header of layer.readHeaders()) {
@@ -115,6 +116,17 @@ export async function planFlatten(
     planner.endLayer(current);
   }
   return planner.finish();
+}
+
+/** Adds headers for a few milliseconds; true when there are no more. */
+function addSlice(headers: Generator<TarHeader>, layer: LayerPlanner): boolean {
+  const until = performance.now() + EVENT_LOOP_TURN_MS;
+  for (;;) {
+    const next = headers.next();
+    if (next.done) return true;
+    layer.add(next.value);
+    if ((next.value.ordinal & 255) === 255 && performance.now() > until) return false;
+  }
 }
 
 /*
@@ -137,10 +149,18 @@ class FlattenPlanner {
   }
 
   endLayer(layer: LayerPlanner): void {
-    const { entries } = layer;
-    // Which of this layer's entries are visible from the top. A folder's answer, once known, holds
-    // for the whole layer: an entry of this layer never hides another one of it (an entry under
-    // a non-folder of its own layer comes before it, or is refused).
+    this.#addVisible(layer.entries);
+    this.#resolvePending(layer);
+    for (const p of layer.deleted) this.deleted.add(p);
+    for (const p of layer.opaque) this.opaque.add(p);
+  }
+
+  /**
+   * Adds the layer's entries that are visible from the top. A folder's answer, once known, holds
+   * for the whole layer: an entry of this layer never hides another one of it (an entry under a
+   * non-folder of its own layer comes before it, or is refused).
+   */
+  #addVisible(entries: Map<string, LayerEntry>): void {
     const hiddenFolders = new Map<string, boolean>();
     for (const entry of entries.values()) {
       if (this.#hiddenByUpper(entry.path, entry.kind, hiddenFolders)) continue;
@@ -148,8 +168,11 @@ class FlattenPlanner {
       for (let a = parentOf(entry.path); a !== "" && !this.implied.has(a); a = parentOf(a))
         this.implied.add(a);
     }
+  }
 
-    // Hard links of upper layers whose target is below them: found here, deleted here, or lower.
+  /** Hard links of upper layers whose target is below them: found here, deleted here, or lower. */
+  #resolvePending(layer: LayerPlanner): void {
+    const { entries } = layer;
     const stillPending = new Map<string, LowerReference[]>();
     for (const [targetPath, references] of this.pending) {
       const found = entries.get(targetPath);
@@ -170,8 +193,6 @@ class FlattenPlanner {
       if (list) list.push(r);
       else this.pending.set(r.path, [r]);
     }
-    for (const p of layer.deleted) this.deleted.add(p);
-    for (const p of layer.opaque) this.opaque.add(p);
   }
 
   finish(): FlattenPlan {
@@ -191,15 +212,30 @@ class FlattenPlanner {
   /** Whether an upper layer deletes `folder` or one above it, hides its content, or replaces it. */
   #folderHidden(folder: string, known: Map<string, boolean>): boolean {
     if (folder === "") return false;
-    const answer = known.get(folder);
-    if (answer !== undefined) return answer;
-    const upper = this.final.get(folder);
-    const hidden =
-      this.deleted.has(folder) ||
-      this.opaque.has(folder) ||
-      (upper !== undefined && upper.kind !== "directory") ||
-      this.#folderHidden(parentOf(folder), known);
-    known.set(folder, hidden);
+    return known.get(folder) ?? this.#decideFolders(folder, known);
+  }
+
+  /** Decides `folder` and the folders above it not decided yet, top down, and notes them. */
+  #decideFolders(folder: string, known: Map<string, boolean>): boolean {
+    const undecided: string[] = [];
+    let hidden = false;
+    for (let f = folder; f !== ""; f = parentOf(f)) {
+      const answer = known.get(f);
+      if (answer !== undefined) {
+        hidden = answer;
+        break;
+      }
+      undecided.push(f);
+    }
+    for (let i = undecided.length - 1; i >= 0; i--) {
+      const f = undecided[i] as string;
+      if (!hidden) {
+        const upper = this.final.get(f);
+        hidden =
+          this.deleted.has(f) || this.opaque.has(f) || (upper !== undefined && upper.kind !== "directory");
+      }
+      known.set(f, hidden);
+    }
     return hidden;
   }
 }
@@ -254,6 +290,8 @@ class LayerPlanner {
       layer: this.index,
       ordinal: header.ordinal,
       dataOffset: header.dataOffset,
+      // Present from the start, so that every entry has one shape (V8 optimizes for one).
+      target: undefined,
     };
     if (kind === "symlink") {
       if (header.linkname === "" || header.linkname.includes("\0")) {
@@ -315,6 +353,9 @@ class LayerPlanner {
   }
 }
 
+// buildPlan's loops are functions of their own: one function holding them all was optimized while
+// its first loop ran, then thrown away when the later ones ran, twice.
+
 function buildPlan(
   final: Map<string, LayerEntry>,
   implied: Set<string>,
@@ -324,7 +365,30 @@ function buildPlan(
   // output differs (another name, a link).
   const folders: FlatEntry[] = [];
   const others: FlatEntry[] = [];
-  // Each file's inode, with the visible hard links to it (null: none).
+  const inodes = sortEntries(final, folders, others);
+  addImpliedFolders(final, implied, folders);
+  folders.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const dataCopies = new Map<number, Map<number, DataCopy>>();
+  const hardLinks: FlatEntry[] = [];
+  placeFiles(final, inodes, others, dataCopies, hardLinks);
+  hardLinks.sort((a, b) => (a.path < b.path ? -1 : 1));
+  let dataCount = 0;
+  for (const m of dataCopies.values()) dataCount += m.size;
+  return {
+    memoryEntries: [...folders, ...others],
+    dataCopies,
+    hardLinks,
+    droppedDevices,
+    entryCount: folders.length + others.length + dataCount + hardLinks.length,
+  };
+}
+
+/** Folders and symlinks and fifos into their lists; each file's inode, with the visible hard links to it (null: none). */
+function sortEntries(
+  final: Map<string, LayerEntry>,
+  folders: FlatEntry[],
+  others: FlatEntry[],
+): Map<LayerEntry, string[] | null> {
   const inodes = new Map<LayerEntry, string[] | null>();
   for (const entry of final.values()) {
     switch (entry.kind) {
@@ -352,15 +416,26 @@ function buildPlan(
       }
     }
   }
+  return inodes;
+}
+
+/** Folders that upper entries need and no layer has: root-owned, 0755. */
+function addImpliedFolders(final: Map<string, LayerEntry>, implied: Set<string>, folders: FlatEntry[]): void {
   for (const path of implied) {
     if (!final.has(path)) {
       folders.push({ path, kind: "directory", mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, linkname: "" });
     }
   }
-  folders.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
 
-  const dataCopies = new Map<number, Map<number, DataCopy>>();
-  const hardLinks: FlatEntry[] = [];
+/** Each file under its name (or its first link's), its data to copy, and its other links. */
+function placeFiles(
+  final: Map<string, LayerEntry>,
+  inodes: Map<LayerEntry, string[] | null>,
+  others: FlatEntry[],
+  dataCopies: Map<number, Map<number, DataCopy>>,
+  hardLinks: FlatEntry[],
+): void {
   for (const [root, links] of inodes) {
     // The file keeps its own name when that is still visible, else takes its first link's.
     const own = final.get(root.path) === root;
@@ -376,25 +451,19 @@ function buildPlan(
       }
       copies.set(root.ordinal, { sourcePath: root.path, size: root.size, dataOffset: root.dataOffset, out });
     }
-    for (const name of links ?? []) {
-      if (name === primary) continue;
-      const link = flat(root, name);
-      link.kind = "link";
-      link.size = 0;
-      link.linkname = primary;
-      hardLinks.push(link);
-    }
+    if (links) addLinks(root, links, primary, hardLinks);
   }
-  hardLinks.sort((a, b) => (a.path < b.path ? -1 : 1));
-  let dataCount = 0;
-  for (const m of dataCopies.values()) dataCount += m.size;
-  return {
-    memoryEntries: [...folders, ...others],
-    dataCopies,
-    hardLinks,
-    droppedDevices,
-    entryCount: folders.length + others.length + dataCount + hardLinks.length,
-  };
+}
+
+function addLinks(root: LayerEntry, links: string[], primary: string, hardLinks: FlatEntry[]): void {
+  for (const name of links) {
+    if (name === primary) continue;
+    const link = flat(root, name);
+    link.kind = "link";
+    link.size = 0;
+    link.linkname = primary;
+    hardLinks.push(link);
+  }
 }
 
 function flat(e: FlatEntry, path: string): FlatEntry {
