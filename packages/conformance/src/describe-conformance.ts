@@ -10,7 +10,9 @@ import { registerKillCases } from "./cases/kill.js";
 import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
+import { registerPlanCases } from "./cases/plan.js";
 import { registerResourceCases } from "./cases/resources.js";
+import { registerRunCases } from "./cases/run.js";
 import { registerServiceCases } from "./cases/services.js";
 import { registerStdioCases } from "./cases/stdio.js";
 import {
@@ -93,9 +95,11 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("layers", () => registerLayerCases(ctx));
     describe("mounts", () => registerMountCases(ctx));
     describe("kill", () => registerKillCases(ctx));
+    describe("runContainer", () => registerRunCases(ctx));
     describe("isolation", () => registerIsolationCases(ctx));
     describe("exec", () => registerExecCases(ctx));
     describe("resources and concurrency", () => registerResourceCases(ctx));
     describe("services", () => registerServiceCases(ctx));
+    describe("plan", () => registerPlanCases(ctx));
   });
 }

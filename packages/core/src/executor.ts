@@ -1,5 +1,6 @@
 import type { Readable, Writable } from "node:stream";
-import type { Capabilities } from "./capabilities.js";
+import type { ArchiveLimits } from "./archive/layer-entries.js";
+import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
@@ -20,14 +21,11 @@ export interface ExitStatus {
   oomKilled: boolean;
 }
 
-/** What the runtime is and what it can do here. */
-export interface RuntimeInfo {
-  /** The backend's name: "docker", "apptainer", ... */
-  runtime: string;
-  /** What is actually installed: "docker", "apptainer", "singularityce", "singularity". */
-  flavor: string;
-  version: string;
-  capabilities: Capabilities;
+/**
+ * What the runtime is and what it can do here: its {@link RuntimeProfile} (which planning reads,
+ * and `contexec probe --json` records) and free-form details for people.
+ */
+export interface RuntimeInfo extends RuntimeProfile {
   /** Free-form runtime details (API version, binary path, storage driver). */
   details: Record<string, string>;
 }
@@ -36,6 +34,11 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called as bytes of the archive are read. `totalBytes` is known for paths, not streams. */
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /**
+   * Bounds on the archive, each with a generous default (see {@link ArchiveLimits}): past one,
+   * loadImage stops with ImageArchiveError naming the limit.
+   */
+  limits?: Partial<ArchiveLimits>;
 }
 
 export interface KillOptions {
@@ -94,16 +97,29 @@ export interface Container extends AsyncDisposable {
   remove(): Promise<void>;
 }
 
-/** One runtime, serving any number of containers at once. */
-export interface ContainerExecutor {
+/**
+ * One runtime, serving any number of containers at once. Disposable: `await using executor =
+ * await createExecutor(...)` closes it at the end of the block.
+ */
+export interface ContainerExecutor extends AsyncDisposable {
   readonly runtime: string;
   info(): Promise<RuntimeInfo>;
   hasImage(image: string): Promise<boolean>;
-  /** Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId. */
+  /**
+   * Loads a docker-archive or OCI layout tarball (a path, a FIFO, or a stream); resolves with its
+   * ImageId. Every backend checks every layer entry the same way first (see checkImageLayers) and
+   * refuses a hostile or oversized archive with ImageArchiveError.
+   */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
-  /** Validates the spec and creates a container; nothing runs until `start()`. */
+  /**
+   * Plans a run of `spec` without running anything: validates it, checks capabilities and
+   * resolves the image as `create()` does, and returns the {@link RunPlan} that `create()` would
+   * run. With `options.profile` it plans for another machine (no runtime needed here).
+   */
+  plan(spec: ContainerSpec, options?: PlanOptions): Promise<RunPlan>;
+  /** Validates the spec and creates a container from its plan; nothing runs until `start()`. */
   create(spec: ContainerSpec): Promise<Container>;
   /**
    * Starts a long-running container in the background (Docker: a detached container; Apptainer:
@@ -114,4 +130,6 @@ export interface ContainerExecutor {
   listServices(): Promise<ServiceSummary[]>;
   /** Stops every service and removes every container this executor started. */
   close(): Promise<void>;
+  /** The same as close(). */
+  [Symbol.asyncDispose](): Promise<void>;
 }

@@ -1,3 +1,4 @@
+export { type ArchiveFile, type ArchiveFileOptions, archiveFile } from "./archive/archive-file.js";
 export {
   type ByteSource,
   bufferByteSource,
@@ -7,6 +8,13 @@ export {
   streamByteSource,
 } from "./archive/byte-source.js";
 export {
+  type CheckLayersOptions,
+  checkImageLayers,
+  type ReadLayerOptions,
+  readLayerHeaders,
+  readLayerHeadersSync,
+} from "./archive/check-layers.js";
+export {
   type ArchiveLayer,
   digestOf,
   type ImageArchive,
@@ -15,6 +23,18 @@ export {
   type ReadArchiveOptions,
   readImageArchive,
 } from "./archive/image-archive.js";
+export {
+  type ArchiveLimits,
+  archiveLimits,
+  type ContentKind,
+  classifyLayerEntry,
+  DEFAULT_ARCHIVE_LIMITS,
+  entryPath,
+  LayerBudget,
+  type LayerEntryMeaning,
+  printable,
+} from "./archive/layer-entries.js";
+export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
 export {
   type ReadTarOptions,
   readTarHeaders,
@@ -33,12 +53,19 @@ export {
   unsupported,
 } from "./capabilities.js";
 export {
+  type ApptainerExecutorConfig,
+  type BackendConfig,
   type BackendModule,
   createExecutor,
+  type DockerExecutorConfig,
   type ExecutorConfig,
+  type ExecutorConfigRegistry,
   knownRuntimes,
   registerBackend,
+  type SlurmExecutorConfig,
+  validateExecutorConfig,
 } from "./create-executor.js";
+export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
 export {
   AbortedError,
   CommandNotFoundError,
@@ -51,12 +78,14 @@ export {
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
+  IoError,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
   type SpecIssue,
   TimeoutError,
   throwIfAborted,
+  toIoError,
   UnsupportedError,
 } from "./errors.js";
 export {
@@ -73,9 +102,64 @@ export {
   type WaitOptions,
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
+export { findExecutable } from "./find-executable.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { TailBuffer } from "./io/tail-buffer.js";
+export {
+  defaultStateDir,
+  listOwnerFolders,
+  OwnerFolder,
+  type OwnerFolderInfo,
+  readOwnerFolder,
+  readResourceRecords,
+  STATE_DIR_ENV,
+  type SweepReport,
+} from "./owner/owner-folder.js";
+export {
+  currentOwner,
+  type HostIdentity,
+  hostIdentity,
+  judgeOwner,
+  OWNER_LABELS,
+  type OwnerLiveness,
+  type OwnerRecord,
+  ownerFromLabels,
+  ownerLabels,
+  ownerLiveness,
+  ownerLivenessSync,
+  parseOwnerRecord,
+} from "./owner/owner-record.js";
+export { dieWithParent } from "./owner/parent-death.js";
+export { type ProcStat, parseProcStat, readProcStat, readProcStatSync } from "./owner/proc-stat.js";
+export {
+  describePlan,
+  type FormatPlanOptions,
+  formatPlan,
+  PLAN_SETUP_FAILED_EXIT,
+} from "./plan/format-plan.js";
+export { hostFacts } from "./plan/host-facts.js";
+export {
+  type HostFacts,
+  type PlannedCommand,
+  type PlannedImage,
+  type PlannedProcess,
+  type PlanOptions,
+  type PlanStep,
+  PRIVILEGE_MODES,
+  type PrivilegeMode,
+  type RunPlan,
+  type RuntimeProfile,
+} from "./plan/run-plan.js";
+export { runCleanupSteps, runPlanSteps } from "./plan/run-plan-steps.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
-export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export {
+  collect,
+  DEFAULT_MAX_BUFFER,
+  type RunErrorResult,
+  type RunOptions,
+  type RunResult,
+  runContainer,
+} from "./run.js";
 export type {
   Endpoint,
   ExecProcess,
@@ -87,6 +171,7 @@ export type {
   ServiceSummary,
   StopOptions,
 } from "./service.js";
+export { shellJoin, shellQuote } from "./shell-quote.js";
 export {
   type BindMount,
   type ContainerSpec,

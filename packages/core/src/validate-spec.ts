@@ -3,7 +3,7 @@ import { posix } from "node:path";
 import { InvalidSpecError, type SpecIssue } from "./errors.js";
 import { type ContainerSpec, GPU_VENDORS, NETWORK_MODES } from "./spec.js";
 
-const SPEC_KEYS = new Set<string>([
+const SPEC_KEY_LIST = [
   "image",
   "command",
   "entrypoint",
@@ -18,7 +18,12 @@ const SPEC_KEYS = new Set<string>([
   "name",
   "ports",
   "unsupported",
-]);
+] as const satisfies readonly (keyof ContainerSpec)[];
+// A field added to ContainerSpec but not here fails to compile: unknown-field checks stay exact.
+const SPEC_KEYS_COMPLETE: Exclude<keyof ContainerSpec, (typeof SPEC_KEY_LIST)[number]> extends never
+  ? true
+  : never = true;
+const SPEC_KEYS = new Set<string>(SPEC_KEYS_COMPLETE ? SPEC_KEY_LIST : []);
 
 // Portable across runtimes: Apptainer passes variables through its own environment prefix,
 // which only carries shell identifiers.
@@ -176,6 +181,9 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
       for (const [k, v] of Object.entries(spec.labels))
         if (k === "" || typeof v !== "string")
           add(`labels.${k}`, "must be a non-empty key with a string value");
+        // `docker run --label K=V` splits at the first "=": such a key could not be printed as a command.
+        else if (k.includes("=") || /[\0\n]/.test(k))
+          add(`labels.${k}`, 'a label key cannot hold "=", a newline or NUL');
   }
 
   if (spec.name !== undefined && (typeof spec.name !== "string" || !CONTAINER_NAME.test(spec.name)))

@@ -1,5 +1,12 @@
-import type { TarEntryKind, TarHeader } from "@contexec/core";
-import { AbortedError, ImageArchiveError } from "@contexec/core";
+import {
+  AbortedError,
+  type ArchiveLimits,
+  classifyLayerEntry,
+  ImageArchiveError,
+  LayerBudget,
+  type TarEntryKind,
+  type TarHeader,
+} from "@contexec/core";
 import type { LayerSource } from "./layer-source.js";
 
 /*
@@ -77,6 +84,8 @@ export interface FlattenPlan {
 
 export interface FlattenOptions {
   signal?: AbortSignal | undefined;
+  /** Bounds on entries and uncompressed bytes (core's ArchiveLimits; generous defaults). */
+  limits?: Partial<ArchiveLimits> | undefined;
 }
 
 export const OPERATION = "converting the image";
@@ -90,12 +99,13 @@ export async function planFlatten(
   options: FlattenOptions = {},
 ): Promise<FlattenPlan> {
   const { signal } = options;
+  const budget = new LayerBudget(options.limits);
   const planner = new FlattenPlanner();
   for (let index = layers.length - 1; index >= 0; index--) {
     const layer = layers[index] as LayerSource;
-    const current = planner.startLayer(index, layer.name);
+    const current = planner.startLayer(index, layer);
     if (layer.readHeadersSync) {
-      const headers = layer.readHeadersSync();
+      const headers = layer.readHeadersSync({ budget });
       try {
         // Slices of a few milliseconds, with a turn for the event loop (and a look at the
         // signal) between them.
@@ -107,7 +117,7 @@ export async function planFlatten(
         headers.return(undefined);
       }
     } else {
-      for await (const header of layer.readHeaders()) {
+      for await (const header of layer.readHeaders({ budget })) {
         if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
         current.add(header);
       }
@@ -144,8 +154,8 @@ class FlattenPlanner {
   pending = new Map<string, LowerReference[]>();
   readonly droppedDevices: string[] = [];
 
-  startLayer(index: number, what: string): LayerPlanner {
-    return new LayerPlanner(index, what, this.droppedDevices);
+  startLayer(index: number, layer: LayerSource): LayerPlanner {
+    return new LayerPlanner(index, layer.name, layer.member, this.droppedDevices);
   }
 
   endLayer(layer: LayerPlanner): void {
@@ -252,32 +262,31 @@ class LayerPlanner {
   constructor(
     readonly index: number,
     readonly what: string,
+    readonly member: string | undefined,
     readonly droppedDevices: string[],
   ) {}
 
   add(header: TarHeader): void {
-    const what = this.what;
-    const path = entryPath(header.name, what);
-    if (path === "") {
-      if (header.kind !== "directory") {
-        throw new ImageArchiveError(`${what} replaces the image's root folder with a non-folder`, {
-          entry: header.name,
-        });
-      }
-      return; // the root's own metadata is fixed: 0755, root-owned
+    // The checks every backend runs on every entry (core's), then what the flattener makes of it.
+    const meaning = classifyLayerEntry(header, this.what, this.member);
+    switch (meaning.type) {
+      case "root": // the root's own metadata is fixed: 0755, root-owned
+      case "bookkeeping":
+        return;
+      case "opaque":
+        this.opaque.add(meaning.dir);
+        return;
+      case "whiteout":
+        this.deleted.add(meaning.path);
+        return;
     }
-    const slash = path.lastIndexOf("/");
-    const dir = slash === -1 ? "" : path.slice(0, slash);
-    if (path.startsWith(".wh.", slash + 1)) {
-      this.#whiteout(header, path.slice(slash + 1), dir);
-      return;
-    }
-    const kind = entryKind(header, what);
-    if (kind === null) {
+    const { path } = meaning;
+    if (meaning.kind === "character-device" || meaning.kind === "block-device") {
       this.droppedDevices.push(`/${path}`);
       return;
     }
-    this.#checkFolder(dir, header.name);
+    const kind: EntryKind = meaning.kind;
+    this.#checkFolder(parentOf(path), header.name);
     const entry: LayerEntry = {
       path,
       kind,
@@ -293,13 +302,7 @@ class LayerPlanner {
       // Present from the start, so that every entry has one shape (V8 optimizes for one).
       target: undefined,
     };
-    if (kind === "symlink") {
-      if (header.linkname === "" || header.linkname.includes("\0")) {
-        throw new ImageArchiveError(`${what} holds a symlink with an empty or NUL-holding target`, {
-          entry: header.name,
-        });
-      }
-    } else if (kind === "link") this.#link(entry, header);
+    if (meaning.linkTarget !== undefined) this.#link(entry, header, meaning.linkTarget);
     const previous = this.entries.get(path);
     if (kind !== "directory") {
       if (previous?.kind === "directory") {
@@ -310,18 +313,6 @@ class LayerPlanner {
       if (this.#clearFolders.has(path)) this.#clearFolders.clear();
     }
     this.entries.set(path, entry);
-  }
-
-  #whiteout(header: TarHeader, base: string, dir: string): void {
-    if (base === ".wh..wh..opq") this.opaque.add(dir);
-    else if (!base.startsWith(".wh..wh.")) {
-      const name = base.slice(4);
-      if (name === "" || name === "." || name === "..") {
-        throw new ImageArchiveError(`${this.what} holds a malformed whiteout`, { entry: header.name });
-      }
-      this.deleted.add(dir === "" ? name : `${dir}/${name}`);
-    }
-    // Other `.wh..wh.` names are aufs bookkeeping, not content.
   }
 
   /** Refuses an entry inside `folder` when this layer made it, or a folder above it, a non-folder. */
@@ -338,8 +329,7 @@ class LayerPlanner {
     this.#clearFolders.add(folder);
   }
 
-  #link(entry: LayerEntry, header: TarHeader): void {
-    const targetPath = linkTargetPath(header, this.what);
+  #link(entry: LayerEntry, header: TarHeader, targetPath: string): void {
     entry.linkname = targetPath;
     const earlier = this.entries.get(targetPath);
     if (earlier) {
@@ -508,78 +498,6 @@ function blockedBy(
   return false;
 }
 
-function entryKind(header: TarHeader, what: string): EntryKind | null {
-  switch (header.kind) {
-    case "file":
-    case "link":
-    case "symlink":
-    case "directory":
-    case "fifo":
-      return header.kind;
-    case "character-device":
-    case "block-device":
-      return null;
-    default:
-      throw new ImageArchiveError(
-        `${what} holds an entry of unsupported tar type '${printable(header.typeflag)}' (only files, folders, links, symlinks and fifos are allowed)`,
-        { entry: header.name },
-      );
-  }
-}
-
-const CLEAN_NAME = /^(?!\.{1,2}(?:\/|$))[^/\0]+(?:\/(?!\.{1,2}(?:\/|$))[^/\0]+)*$/;
-
-/**
- * An entry's path inside the image: relative, without `.` segments and with `..` resolved.
- * Leading slashes are dropped (absolute names are relative to the image root, as Docker reads
- * them). A name that climbs out of the root, or holds a NUL, is refused.
- */
-export function entryPath(name: string, what: string): string {
-  // Most names are already clean ("usr/bin/env"): no leading or doubled slash, no . or .. part.
-  if (CLEAN_NAME.test(name)) return name;
-  if (name.includes("\0")) {
-    throw new ImageArchiveError(`${what} holds an entry whose name contains a NUL byte`, {
-      entry: printable(name),
-    });
-  }
-  const parts: string[] = [];
-  for (const part of name.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (parts.length === 0) {
-        throw new ImageArchiveError(`${what} holds an entry whose path leaves the image root`, {
-          entry: name,
-        });
-      }
-      parts.pop();
-    } else parts.push(part);
-  }
-  return parts.join("/");
-}
-
-function linkTargetPath(header: TarHeader, what: string): string {
-  if (header.linkname.includes("\0")) {
-    throw new ImageArchiveError(`${what} holds a hard link whose target contains a NUL byte`, {
-      entry: header.name,
-    });
-  }
-  let target: string;
-  try {
-    target = entryPath(header.linkname, what);
-  } catch {
-    throw new ImageArchiveError(
-      `${what} holds a hard link pointing outside the image (to "${header.linkname}")`,
-      {
-        entry: header.name,
-      },
-    );
-  }
-  if (target === "") {
-    throw new ImageArchiveError(`${what} holds a hard link to the root folder`, { entry: header.name });
-  }
-  return target;
-}
-
 function linkToFolder(what: string, entry: string, target: string): ImageArchiveError {
   return new ImageArchiveError(`${what} holds a hard link to the folder /${target}`, { entry });
 }
@@ -593,14 +511,4 @@ function missingTarget(r: LowerReference): ImageArchiveError {
 function parentOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i === -1 ? "" : path.slice(0, i);
-}
-
-/** Control characters shown as \xNN, so a message names a hostile entry readably. */
-export function printable(s: string): string {
-  let out = "";
-  for (const c of s) {
-    const code = c.charCodeAt(0);
-    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, "0")}` : c;
-  }
-  return out;
 }

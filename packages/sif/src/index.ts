@@ -13,7 +13,7 @@ export {
   type LayerSource,
   type RandomAccess,
 } from "./layer-source.js";
-export { type OpenedLayer, openLayer } from "./open-layer.js";
+export { type ImageFiles, type ReadImageFilesOptions, readImageFiles } from "./read-image-files.js";
 export {
   alignUp,
   archOfSifCode,

@@ -1,5 +1,5 @@
 import { basename } from "node:path";
-import type { ImageArchive } from "@contexec/core";
+import { type ImageArchive, shellQuote } from "@contexec/core";
 import type { FlatEntry } from "./flatten-layers.js";
 import { encodeTar } from "./tar-writer.js";
 
@@ -206,15 +206,6 @@ export function labelDate(seconds: number): string {
   return `${DAYS[d.getUTCDay()]}_${two(d.getUTCDate())}_${MONTHS[d.getUTCMonth()]}_${d.getUTCFullYear()}_${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}_UTC`;
 }
 
-/**
- * A POSIX shell single-quoted word: the value exactly, whatever it holds. A quote inside is
- * written '"'"' rather than '\'': Apptainer 1.4's built-in shell, which evaluates the environment
- * scripts and runscript, reads '\'' as a backslash and a quote.
- */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'"'"'`)}'`;
-}
-
 /** A double-quoted word for `eval`: evaluates to the value exactly. */
 function evalQuote(value: string): string {
   return `"${value.replace(/[\\"$`]/g, "\\$&")}"`;
@@ -251,7 +242,7 @@ export function dockerEnvironmentScript(env: readonly string[]): string {
  * and CMD escaped so that only the run's own arguments are expanded.
  */
 export function runscriptFor(entrypoint: readonly string[], cmd: readonly string[]): string {
-  const literal = (words: readonly string[]) => words.map(shellQuote).join(" ");
+  const literal = (words: readonly string[]) => words.map((w) => shellQuote(w)).join(" ");
   const forEval = (words: readonly string[]) => words.map(evalQuote).join(" ");
   const lines = [
     "#!/bin/sh",

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Writable } from "node:stream";
-import { AbortedError, ImageArchiveError, readTarHeaders, streamByteSource } from "@contexec/core";
-import { type DataCopy, entryPath, type FlattenPlan, OPERATION } from "./flatten-layers.js";
+import { AbortedError, entryPath, ImageArchiveError, readTarHeaders, streamByteSource } from "@contexec/core";
+import { type DataCopy, type FlattenPlan, OPERATION } from "./flatten-layers.js";
 import type { LayerSource } from "./layer-source.js";
 import { OutputClosedError, TarWriter } from "./tar-writer.js";
 

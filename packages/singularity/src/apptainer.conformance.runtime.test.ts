@@ -5,8 +5,8 @@ import { describeConformance } from "@contexec/conformance";
 import { execa } from "execa";
 import { afterAll, inject } from "vitest";
 import { ApptainerExecutor } from "./apptainer-executor.js";
-import { parseInstanceList } from "./apptainer-service.js";
-import { descendantsOf, listProcesses } from "./process-tree.js";
+import { descendantsOf, listProcesses } from "./process/process-tree.js";
+import { parseInstanceList } from "./run/apptainer-service.js";
 
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
 // A cache of its own, so the suite starts from nothing and leaves nothing behind.

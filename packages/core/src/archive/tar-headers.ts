@@ -1,5 +1,6 @@
 import { ImageArchiveError } from "../errors.js";
 import type { ByteSource, SyncByteSource } from "./byte-source.js";
+import { printable } from "./layer-entries.js";
 
 /**
  * The one tar header reader: for an image archive (what `docker save` writes) and for the tar
@@ -54,6 +55,11 @@ export interface ReadTarOptions {
   capture?: (header: TarHeader) => boolean;
   /** Return this many leading bytes of every regular file's data. */
   headBytes?: number;
+  /**
+   * Called with the number of bytes the reader is about to read or skip (a header block, an
+   * extension's data, an entry's data), before it does: a budget can throw to stop it.
+   */
+  onBytes?: (n: number) => void;
 }
 
 const BLOCK = 512;
@@ -79,18 +85,21 @@ export async function* readTarHeaders(
   source: ByteSource,
   options: ReadTarOptions,
 ): AsyncGenerator<TarHeader> {
-  const { what } = options;
+  const { what, onBytes } = options;
   const decoder = new TarHeaderDecoder(options);
   for (;;) {
     const offset = source.position;
+    onBytes?.(BLOCK);
     const step = decoder.block(await readOrTruncated(source, BLOCK, what, true), offset);
     if (step === null) return;
     if (typeof step === "number") {
-      decoder.extension((await readOrTruncated(source, step, what, false)) as Buffer);
+      onBytes?.(step);
+      decoder.extension((await readOrTruncated(source, step, what, false)) as Buffer, offset);
       continue;
     }
     step.dataOffset = source.position;
     let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
     if (left > 0 && options.capture?.(step)) {
       const bytes = (await readOrTruncated(source, left, what, false)) as Buffer;
       step.data = Buffer.from(bytes.subarray(0, step.size));
@@ -111,18 +120,21 @@ export async function* readTarHeaders(
  * entries that is a third less CPU; the caller gives the event loop its turns.
  */
 export function* readTarHeadersSync(source: SyncByteSource, options: ReadTarOptions): Generator<TarHeader> {
-  const { what } = options;
+  const { what, onBytes } = options;
   const decoder = new TarHeaderDecoder(options);
   for (;;) {
     const offset = source.position;
+    onBytes?.(BLOCK);
     const step = decoder.block(readOrTruncatedSync(source, BLOCK, what, true), offset);
     if (step === null) return;
     if (typeof step === "number") {
-      decoder.extension(readOrTruncatedSync(source, step, what, false) as Buffer);
+      onBytes?.(step);
+      decoder.extension(readOrTruncatedSync(source, step, what, false) as Buffer, offset);
       continue;
     }
     step.dataOffset = source.position;
     let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
     if (left > 0 && options.capture?.(step)) {
       const bytes = readOrTruncatedSync(source, left, what, false) as Buffer;
       step.data = Buffer.from(bytes.subarray(0, step.size));
@@ -180,9 +192,9 @@ class TarHeaderDecoder {
       this.#extension = { typeflag, size };
       return padded(size);
     }
-    let name = field(block, 0, 100);
-    if (isUstar(block) && block[345] !== 0) name = `${field(block, 345, 155)}/${name}`;
-    let linkname = block[157] === 0 ? "" : field(block, 157, 100);
+    let name = nameText(block, 0, 100, what, offset);
+    if (isUstar(block) && block[345] !== 0) name = `${nameText(block, 345, 155, what, offset)}/${name}`;
+    let linkname = block[157] === 0 ? "" : nameText(block, 157, 100, what, offset);
     let uid = readNumber(block, 108, 8);
     let gid = readNumber(block, 116, 8);
     let mtime = readNumber(block, 136, 12);
@@ -227,15 +239,18 @@ class TarHeaderDecoder {
     };
   }
 
-  /** The data of the extension header block() announced (padded to whole blocks). */
-  extension(body: Buffer): void {
+  /**
+   * The data of the extension header block() announced (padded to whole blocks); `offset` is
+   * where that header starts.
+   */
+  extension(body: Buffer, offset: number): void {
     const { typeflag, size } = this.#extension as { typeflag: string; size: number };
     this.#extension = null;
     const data = body.subarray(0, size);
     if (typeflag === "x") this.#pax = parsePax(data, this.#what);
     else if (typeflag === "g") this.#globalPax = parsePax(data, this.#what);
-    else if (typeflag === "K") this.#longLink = cString(data);
-    else this.#longName = cString(data);
+    else if (typeflag === "K") this.#longLink = nameText(data, 0, data.length, this.#what, offset);
+    else this.#longName = nameText(data, 0, data.length, this.#what, offset);
   }
 }
 
@@ -335,12 +350,25 @@ function isZero(block: Buffer): boolean {
   return true;
 }
 
-/** Text of a header field, up to its first NUL. */
-function field(block: Buffer, at: number, length: number): string {
+/**
+ * A name from a header field or a GNU long name: the text up to its first NUL. Anything but NULs
+ * after that is refused: readers disagree on such a name (one stops at the NUL, another keeps the
+ * rest), which is how a hostile archive shows each tool a different file.
+ */
+function nameText(buf: Buffer, at: number, length: number, what: string, offset: number): string {
   let end = at;
   const limit = at + length;
-  while (end < limit && block[end] !== 0) end++;
-  return block.toString("utf8", at, end);
+  while (end < limit && buf[end] !== 0) end++;
+  const text = buf.toString("utf8", at, end);
+  for (let i = end; i < limit; i++) {
+    if (buf[i] !== 0) {
+      throw new ImageArchiveError(
+        `${what}: the tar header at offset ${offset} has a name with bytes after its NUL terminator`,
+        { entry: printable(buf.toString("latin1", at, limit).replace(/\0+$/, "")) },
+      );
+    }
+  }
+  return text;
 }
 
 const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
@@ -348,12 +376,6 @@ const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
 function isUstar(block: Buffer): boolean {
   for (let i = 0; i < 6; i++) if (block[257 + i] !== USTAR[i]) return false;
   return true;
-}
-
-/** Text up to the first NUL. */
-function cString(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.subarray(0, end === -1 ? buf.length : end).toString("utf8");
 }
 
 /** Octal ASCII (leading spaces and NULs allowed), or GNU base-256 when the top bit is set. */

@@ -221,3 +221,5 @@ export async function listTar(data: Buffer): Promise<ListedEntry[]> {
   await feeding;
   return out;
 }
+
+export { type HostileLayerCase, hostileLayerCases, patched } from "./hostile-layers.js";
