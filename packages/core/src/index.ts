@@ -1,10 +1,18 @@
 export { type ArchiveFile, type ArchiveFileOptions, archiveFile } from "./archive/archive-file.js";
-export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
+export {
+  type ByteSource,
+  bufferByteSource,
+  fileByteSource,
+  fileByteSourceSync,
+  type SyncByteSource,
+  streamByteSource,
+} from "./archive/byte-source.js";
 export {
   type CheckLayersOptions,
   checkImageLayers,
   type ReadLayerOptions,
   readLayerHeaders,
+  readLayerHeadersSync,
 } from "./archive/check-layers.js";
 export {
   type ArchiveLayer,
@@ -30,6 +38,7 @@ export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/
 export {
   type ReadTarOptions,
   readTarHeaders,
+  readTarHeadersSync,
   type TarEntryKind,
   type TarHeader,
 } from "./archive/tar-headers.js";

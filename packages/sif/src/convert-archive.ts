@@ -1,6 +1,5 @@
-import { once } from "node:events";
 import { rm } from "node:fs/promises";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import {
   AbortedError,
   type ArchiveLimits,
@@ -15,7 +14,6 @@ import {
   readImageArchive,
   throwIfAborted,
 } from "@contexec/core";
-import * as tar from "tar-stream";
 import { type FlattenPlan, planFlatten } from "./flatten-layers.js";
 import { checkableByOffset, checkLayerDigests, type DigestCheck } from "./layer-digests.js";
 import { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
@@ -197,25 +195,21 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     offset: layout.partitionOffset,
     processors: input.processors ?? defaultProcessors(input.compression),
   });
-  const pack = tar.pack();
-  const inner = new AbortController();
   let firstError: unknown;
   const stop = (err: unknown) => {
     firstError ??= err;
     // sqfstar dies first, so it never sees the tar cut short and reports that instead.
     proc.kill();
-    inner.abort();
-    pack.destroy();
+    proc.stdin.destroy();
   };
   const onAbort = () => stop(new AbortedError(OPERATION, { cause: signal?.reason }));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const writing = writeFlattened(input.plan, input.layers, pack, {
+    const writing = writeFlattened(input.plan, input.layers, proc.stdin, {
       signal,
       onBytes: input.onBytes,
       verifyDigests: input.verify,
     }).catch(stop);
-    const pumping = pump(pack, proc.stdin, inner.signal).catch(stop);
     const squashing = proc.done.then(
       () => undefined,
       (err: unknown) => {
@@ -225,7 +219,7 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     );
     // A digest mismatch found by the worker stops everything at once.
     const checking = input.digests?.done.catch(stop);
-    const [, , sqfstarError] = await Promise.all([writing, pumping, squashing, checking]);
+    const [, sqfstarError] = await Promise.all([writing, squashing, checking]);
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     // sqfstar exiting with a status of its own (not killed by us) is the root cause of the rest.
     if (sqfstarError instanceof RuntimeError && sqfstarError.runtimeExitCode !== undefined)
@@ -234,7 +228,7 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     return await finishSif(outPath, layout, objects, { arch: input.arch }, { createdAt: input.buildTime });
   } catch (err) {
     proc.kill();
-    pack.destroy();
+    proc.stdin.destroy();
     await proc.done.catch(() => {});
     await rm(outPath, { force: true });
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
@@ -245,31 +239,4 @@ async function writeSif(input: WriteSifInput): Promise<number> {
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-}
-
-// Pack yields headers, padding and file pieces separately; writing each with its own syscall cost
-// more CPU than sqfstar's compression of small files. Batches of this size go out in one writev.
-const BATCH = 1024 * 1024;
-
-/** Copies the tar into sqfstar's stdin with backpressure, small chunks batched. */
-async function pump(pack: tar.Pack, stdin: Writable, signal: AbortSignal): Promise<void> {
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const flush = async () => {
-    stdin.cork();
-    let room = true;
-    for (const chunk of batch) room = stdin.write(chunk);
-    stdin.uncork();
-    batch = [];
-    batched = 0;
-    if (!room) await once(stdin, "drain", { signal });
-  };
-  for await (const chunk of pack as AsyncIterable<Buffer>) {
-    batch.push(chunk);
-    batched += chunk.length;
-    if (batched >= BATCH) await flush();
-  }
-  if (batched > 0) await flush();
-  stdin.end();
-  if (!stdin.writableFinished) await once(stdin, "finish", { signal });
 }

@@ -5,9 +5,9 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageArchiveError } from "../errors.js";
 import { dockerArchiveOf, hostileLayerCases, ociArchiveOf, type TarSpec, tarOf } from "../testing/index.js";
-import { checkImageLayers } from "./check-layers.js";
-import { readImageArchive } from "./image-archive.js";
-import type { ArchiveLimits } from "./layer-entries.js";
+import { checkImageLayers, readLayerHeaders, readLayerHeadersSync } from "./check-layers.js";
+import { type ArchiveLayer, readImageArchive } from "./image-archive.js";
+import { type ArchiveLimits, LayerBudget } from "./layer-entries.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -159,5 +159,76 @@ describe("checkImageLayers limits", () => {
     await expect(
       check([await tarOf([])], { limits: { maxEntry: 5 } as unknown as Partial<ArchiveLimits> }),
     ).rejects.toThrow(/unknown archive limit "maxEntry"/);
+  });
+});
+
+describe("readLayerHeadersSync reads what readLayerHeaders reads, with the same budget", () => {
+  async function archiveOf(layers: Buffer[], gzip = false) {
+    const path = join(dir, `image-${n++}.tar`);
+    await writeFile(path, gzip ? await ociArchiveOf({ layers }) : await dockerArchiveOf({ layers }));
+    return { path, archive: await readImageArchive(path) };
+  }
+  /** Every layer's headers read both ways under one budget each; the outcome of each way. */
+  async function bothWays(path: string, layers: ArchiveLayer[], limits: Partial<ArchiveLimits> = {}) {
+    const read = async (sync: boolean) => {
+      const budget = new LayerBudget(limits);
+      const names: string[] = [];
+      try {
+        for (const layer of layers) {
+          if (sync) for (const h of readLayerHeadersSync(path, layer, { budget })) names.push(h.name);
+          else for await (const h of readLayerHeaders(path, layer, { budget })) names.push(h.name);
+        }
+        return { names, bytes: budget.bytes, entries: budget.entries };
+      } catch (err) {
+        const e = err as ImageArchiveError;
+        return { names, error: [e.constructor.name, e.message, e.member, e.entry, e.limit] };
+      }
+    };
+    const [sync, async] = [await read(true), await read(false)];
+    expect(sync).toEqual(async);
+    return sync;
+  }
+
+  it("the same headers and the same count of bytes and entries", async () => {
+    const { path, archive } = await archiveOf(
+      await layersOf(
+        [
+          { name: "d", type: "directory" },
+          { name: "d/f", content: Buffer.alloc(3000, 1) },
+          { name: `long/${"n".repeat(150)}`, content: "x" },
+        ],
+        [{ name: "p", content: "y", pax: { path: "pax/path" } }],
+      ),
+    );
+    const read = await bothWays(path, archive.layers);
+    expect(read.names).toEqual(["d", "d/f", `long/${"n".repeat(150)}`, "pax/path"]);
+    expect(read.entries).toBe(4);
+    expect(read.bytes).toBeGreaterThan(3000);
+  });
+
+  it("stops at the same limit with the same error, naming the layer", async () => {
+    const many = (prefix: string) =>
+      tarOf(Array.from({ length: 30 }, (_, i) => ({ name: `${prefix}${i}`, content: "x" })));
+    const { path, archive } = await archiveOf([await many("a"), await many("b")]);
+    const entries = await bothWays(path, archive.layers, { maxEntries: 50 });
+    expect(entries.error?.[4]).toBe("maxEntries");
+    expect(entries.error?.[2]).toBe(archive.layers[1]?.member);
+    const bytes = await bothWays(path, archive.layers, { maxLayerBytes: 20 * 1024 });
+    expect(bytes.error?.[4]).toBe("maxLayerBytes");
+  });
+
+  it("refuses a header name with bytes after its NUL alike, naming the layer", async () => {
+    const cases = await hostileLayerCases();
+    const nul = cases.find((c) => /after the NUL/.test(c.name)) as (typeof cases)[number];
+    const { path, archive } = await archiveOf(nul.layers);
+    const read = await bothWays(path, archive.layers);
+    expect(read.error?.[1]).toMatch(nul.message);
+    expect(read.error?.[2]).toBe(archive.layers[0]?.member);
+  });
+
+  it("is for uncompressed layers only", async () => {
+    const { path, archive } = await archiveOf([await tarOf([{ name: "a", content: "a" }])], true);
+    const layer = archive.layers[0] as ArchiveLayer;
+    expect(() => [...readLayerHeadersSync(path, layer)]).toThrow(/reads uncompressed layers; .* is gzip/);
   });
 });

@@ -1,5 +1,5 @@
 import { ImageArchiveError, throwIfAborted } from "../errors.js";
-import { fileByteSource, streamByteSource } from "./byte-source.js";
+import { fileByteSource, fileByteSourceSync, streamByteSource } from "./byte-source.js";
 import type { ArchiveLayer, ImageArchive } from "./image-archive.js";
 import {
   type ArchiveLimits,
@@ -9,7 +9,7 @@ import {
   printable,
 } from "./layer-entries.js";
 import { openLayer } from "./open-layer.js";
-import { readTarHeaders, type TarHeader } from "./tar-headers.js";
+import { type ReadTarOptions, readTarHeaders, readTarHeadersSync, type TarHeader } from "./tar-headers.js";
 
 export interface ReadLayerOptions {
   signal?: AbortSignal;
@@ -28,12 +28,8 @@ export async function* readLayerHeaders(
   layer: ArchiveLayer,
   options: ReadLayerOptions = {},
 ): AsyncGenerator<TarHeader> {
-  const what = `layer ${layer.member}`;
   const { budget, signal } = options;
-  const tarOptions = {
-    what,
-    ...(budget && { onBytes: (n: number) => budget.takeBytes(n, layer.member) }),
-  };
+  const tarOptions = layerTarOptions(layer, budget);
   const counted = async function* (headers: AsyncGenerator<TarHeader>) {
     try {
       for await (const header of headers) {
@@ -63,6 +59,48 @@ export async function* readLayerHeaders(
   } finally {
     opened.destroy();
   }
+}
+
+/**
+ * {@link readLayerHeaders} for a layer stored uncompressed, read synchronously: the same headers,
+ * checks and budget, without a promise per read and per entry (for a layer of thousands of entries,
+ * a third of the reading CPU). The caller gives the event loop its turns. The file is opened when
+ * iteration starts and closed when it ends or is abandoned.
+ */
+export function* readLayerHeadersSync(
+  archivePath: string,
+  layer: ArchiveLayer,
+  options: Pick<ReadLayerOptions, "budget"> = {},
+): Generator<TarHeader> {
+  if (layer.compression !== "none") {
+    throw new TypeError(
+      `readLayerHeadersSync reads uncompressed layers; ${layer.member} is ${layer.compression}`,
+    );
+  }
+  const { budget } = options;
+  const source = fileByteSourceSync(archivePath, {
+    start: layer.dataOffset,
+    end: layer.dataOffset + layer.size,
+  });
+  try {
+    for (const header of readTarHeadersSync(source, layerTarOptions(layer, budget))) {
+      budget?.takeEntry(layer.member, header.name);
+      yield header;
+    }
+  } catch (err) {
+    if (err instanceof ImageArchiveError) err.member ??= layer.member;
+    throw err;
+  } finally {
+    source.closeSync();
+  }
+}
+
+/** The tar reader's options for a layer: named in messages, every byte taken from the budget. */
+function layerTarOptions(layer: ArchiveLayer, budget: LayerBudget | undefined): ReadTarOptions {
+  return {
+    what: `layer ${layer.member}`,
+    ...(budget && { onBytes: (n: number) => budget.takeBytes(n, layer.member) }),
+  };
 }
 
 export interface CheckLayersOptions {

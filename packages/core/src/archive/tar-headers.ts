@@ -1,5 +1,5 @@
 import { ImageArchiveError } from "../errors.js";
-import type { ByteSource } from "./byte-source.js";
+import type { ByteSource, SyncByteSource } from "./byte-source.js";
 import { printable } from "./layer-entries.js";
 
 /**
@@ -85,22 +85,103 @@ export async function* readTarHeaders(
   source: ByteSource,
   options: ReadTarOptions,
 ): AsyncGenerator<TarHeader> {
-  const { what, capture, headBytes = 0, onBytes } = options;
-  let pax: Record<string, string> | null = null;
-  let globalPax: Record<string, string> | null = null;
-  let longName: string | null = null;
-  let longLink: string | null = null;
-  let ordinal = 0;
+  const { what, onBytes } = options;
+  const decoder = new TarHeaderDecoder(options);
   for (;;) {
     const offset = source.position;
     onBytes?.(BLOCK);
-    const block = await readOrTruncated(source, BLOCK, what, true);
-    if (block === null && options.requireEndMarker) {
+    const step = decoder.block(await readOrTruncated(source, BLOCK, what, true), offset);
+    if (step === null) return;
+    if (typeof step === "number") {
+      onBytes?.(step);
+      decoder.extension((await readOrTruncated(source, step, what, false)) as Buffer, offset);
+      continue;
+    }
+    step.dataOffset = source.position;
+    let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
+    if (left > 0 && options.capture?.(step)) {
+      const bytes = (await readOrTruncated(source, left, what, false)) as Buffer;
+      step.data = Buffer.from(bytes.subarray(0, step.size));
+      left = 0;
+    } else {
+      const head = headLength(step, options);
+      if (head > 0) step.head = Buffer.from((await readOrTruncated(source, head, what, false)) as Buffer);
+      left -= head;
+    }
+    if (left > 0) await skipOrTruncated(source, left, what, step.name);
+    yield step;
+  }
+}
+
+/**
+ * {@link readTarHeaders} over a source read synchronously: the same entries, without a promise
+ * per read and per entry. For a file (which is read synchronously anyway) with thousands of
+ * entries that is a third less CPU; the caller gives the event loop its turns.
+ */
+export function* readTarHeadersSync(source: SyncByteSource, options: ReadTarOptions): Generator<TarHeader> {
+  const { what, onBytes } = options;
+  const decoder = new TarHeaderDecoder(options);
+  for (;;) {
+    const offset = source.position;
+    onBytes?.(BLOCK);
+    const step = decoder.block(readOrTruncatedSync(source, BLOCK, what, true), offset);
+    if (step === null) return;
+    if (typeof step === "number") {
+      onBytes?.(step);
+      decoder.extension(readOrTruncatedSync(source, step, what, false) as Buffer, offset);
+      continue;
+    }
+    step.dataOffset = source.position;
+    let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
+    if (left > 0 && options.capture?.(step)) {
+      const bytes = readOrTruncatedSync(source, left, what, false) as Buffer;
+      step.data = Buffer.from(bytes.subarray(0, step.size));
+      left = 0;
+    } else {
+      const head = headLength(step, options);
+      if (head > 0) step.head = Buffer.from(readOrTruncatedSync(source, head, what, false) as Buffer);
+      left -= head;
+    }
+    if (left > 0) skipOrTruncatedSync(source, left, what, step.name);
+    yield step;
+  }
+}
+
+/**
+ * The interpretation of header blocks, apart from reading them: the extension headers (pax,
+ * GNU long names) carried over to the entry they precede, and the entry's header.
+ */
+class TarHeaderDecoder {
+  readonly #what: string;
+  readonly #requireEndMarker: boolean;
+  #pax: Record<string, string> | null = null;
+  #globalPax: Record<string, string> | null = null;
+  #longName: string | null = null;
+  #longLink: string | null = null;
+  /** The extension whose data extension() takes next: its typeflag and size. */
+  #extension: { typeflag: string; size: number } | null = null;
+  #ordinal = 0;
+
+  constructor(options: ReadTarOptions) {
+    this.#what = options.what;
+    this.#requireEndMarker = options.requireEndMarker ?? false;
+  }
+
+  /**
+   * One header block (null: the source ended there) at `offset`. Returns null at the end of the
+   * archive; the number of bytes to read and hand to extension() for an extension header; else the
+   * entry's header, whose `dataOffset` the reader sets.
+   */
+  block(block: Buffer | null, offset: number): TarHeader | number | null {
+    const what = this.#what;
+    if (block === null && this.#requireEndMarker) {
       throw new ImageArchiveError(
         `${what} ends without tar's end-of-archive marker: it is truncated or not a tar file`,
       );
     }
-    if (block === null || isZero(block)) return;
+    if (block === null || isZero(block)) return null;
     verifyChecksum(block, what, offset);
     const typeflag = String.fromCharCode(block[156] as number);
     let size = readNumber(block, 124, 12);
@@ -108,14 +189,8 @@ export async function* readTarHeaders(
       if (size > MAX_EXTENSION) {
         throw new ImageArchiveError(`${what}: tar extension header at offset ${offset} is larger than 1 MiB`);
       }
-      onBytes?.(padded(size));
-      const body = (await readOrTruncated(source, padded(size), what, false)) as Buffer;
-      const data = body.subarray(0, size);
-      if (typeflag === "x") pax = parsePax(data, what);
-      else if (typeflag === "g") globalPax = parsePax(data, what);
-      else if (typeflag === "K") longLink = nameText(data, 0, data.length, what, offset);
-      else longName = nameText(data, 0, data.length, what, offset);
-      continue;
+      this.#extension = { typeflag, size };
+      return padded(size);
     }
     let name = nameText(block, 0, 100, what, offset);
     if (isUstar(block) && block[345] !== 0) name = `${nameText(block, 345, 155, what, offset)}/${name}`;
@@ -123,11 +198,11 @@ export async function* readTarHeaders(
     let uid = readNumber(block, 108, 8);
     let gid = readNumber(block, 116, 8);
     let mtime = readNumber(block, 136, 12);
-    if (longName !== null) name = longName;
-    if (longLink !== null) linkname = longLink;
+    if (this.#longName !== null) name = this.#longName;
+    if (this.#longLink !== null) linkname = this.#longLink;
     // tar-stream merges global pax records only into entries that have their own pax header;
     // so must we, or the two readers would disagree about names and sizes.
-    const records = pax === null ? null : { ...(globalPax ?? {}), ...pax };
+    const records = this.#pax === null ? null : { ...(this.#globalPax ?? {}), ...this.#pax };
     if (records) {
       if (records.path) name = records.path;
       if (records.linkpath) linkname = records.linkpath;
@@ -136,9 +211,9 @@ export async function* readTarHeaders(
       if (records.gid) gid = paxInteger(records.gid, gid);
       if (records.mtime) mtime = Math.floor(Number(records.mtime)) || mtime;
     }
-    pax = null;
-    longName = null;
-    longLink = null;
+    this.#pax = null;
+    this.#longName = null;
+    this.#longLink = null;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new ImageArchiveError(`${what}: bad size in the tar header at offset ${offset}`, { entry: name });
     }
@@ -147,8 +222,8 @@ export async function* readTarHeaders(
     if (typeflag === "0" || typeflag === "\0") {
       if (name.endsWith("/")) kind = "directory";
     }
-    const header: TarHeader = {
-      ordinal: ordinal++,
+    return {
+      ordinal: this.#ordinal++,
       name,
       kind,
       typeflag,
@@ -156,26 +231,33 @@ export async function* readTarHeaders(
       uid,
       gid,
       mtime,
+      // tar-stream reads no data after a folder entry whatever its size says, and reads data after
+      // every other kind; follow it exactly.
       size: kind === "directory" ? 0 : size,
       linkname,
-      dataOffset: source.position,
+      dataOffset: 0,
     };
-    // tar-stream reads no data after a folder entry whatever its size says, and reads data after
-    // every other kind; follow it exactly.
-    let left = kind !== "directory" && size > 0 ? padded(size) : 0;
-    if (left > 0) onBytes?.(left);
-    if (left > 0 && capture?.(header)) {
-      const data = (await readOrTruncated(source, left, what, false)) as Buffer;
-      header.data = Buffer.from(data.subarray(0, size));
-      left = 0;
-    } else if (left > 0 && headBytes > 0 && kind === "file") {
-      const n = Math.min(headBytes, size);
-      header.head = Buffer.from((await readOrTruncated(source, n, what, false)) as Buffer);
-      left -= n;
-    }
-    if (left > 0) await skipOrTruncated(source, left, what, name);
-    yield header;
   }
+
+  /**
+   * The data of the extension header block() announced (padded to whole blocks); `offset` is
+   * where that header starts.
+   */
+  extension(body: Buffer, offset: number): void {
+    const { typeflag, size } = this.#extension as { typeflag: string; size: number };
+    this.#extension = null;
+    const data = body.subarray(0, size);
+    if (typeflag === "x") this.#pax = parsePax(data, this.#what);
+    else if (typeflag === "g") this.#globalPax = parsePax(data, this.#what);
+    else if (typeflag === "K") this.#longLink = nameText(data, 0, data.length, this.#what, offset);
+    else this.#longName = nameText(data, 0, data.length, this.#what, offset);
+  }
+}
+
+/** How many leading bytes of an entry's data to return (headBytes, for regular files). */
+function headLength(header: TarHeader, options: ReadTarOptions): number {
+  const headBytes = options.headBytes ?? 0;
+  return headBytes > 0 && header.kind === "file" && header.size > 0 ? Math.min(headBytes, header.size) : 0;
 }
 
 function padded(size: number): number {
@@ -206,6 +288,30 @@ async function skipOrTruncated(
 ): Promise<void> {
   try {
     await source.skip(length);
+  } catch (err) {
+    throw truncated(what, name, err);
+  }
+}
+
+function readOrTruncatedSync(
+  source: SyncByteSource,
+  length: number,
+  what: string,
+  atBoundary: boolean,
+): Buffer | null {
+  let data: Buffer | null;
+  try {
+    data = source.readExactSync(length);
+  } catch (err) {
+    throw truncated(what, undefined, err);
+  }
+  if (data === null && !atBoundary) throw truncated(what);
+  return data;
+}
+
+function skipOrTruncatedSync(source: SyncByteSource, length: number, what: string, name: string): void {
+  try {
+    source.skipSync(length);
   } catch (err) {
     throw truncated(what, name, err);
   }
@@ -274,18 +380,18 @@ function isUstar(block: Buffer): boolean {
 
 /** Octal ASCII (leading spaces and NULs allowed), or GNU base-256 when the top bit is set. */
 function readNumber(block: Buffer, at: number, length: number): number {
-  const field = block.subarray(at, at + length);
-  const first = field[0] as number;
+  const end = at + length;
+  const first = block[at] as number;
   if (first & 0x80) {
     let n = first === 0xff ? -1 : first & 0x7f;
-    for (let i = 1; i < field.length; i++) n = n * 256 + (field[i] as number);
+    for (let i = at + 1; i < end; i++) n = n * 256 + (block[i] as number);
     return n;
   }
-  let i = 0;
-  while (i < field.length && (field[i] === 0x20 || field[i] === 0)) i++;
+  let i = at;
+  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
   let n = 0;
-  for (; i < field.length; i++) {
-    const c = field[i] as number;
+  for (; i < end; i++) {
+    const c = block[i] as number;
     if (c < 0x30 || c > 0x37) break;
     n = n * 8 + (c - 0x30);
   }
