@@ -8,6 +8,7 @@ import {
   type Container,
   type ContainerExecutor,
   type ContainerSpec,
+  checkCapabilities,
   createExecutor,
   formatPlan,
   type PlanStep,
@@ -193,6 +194,12 @@ async function runJob(
     });
     progress?.finish();
     await resolved.dispose();
+    if (job.spec.unsupported === "ignore") {
+      // What create() will leave out, said before it runs (a dry run says it from the plan).
+      const { capabilities } = await executor.info();
+      for (const g of checkCapabilities(job.spec, capabilities, executor.runtime))
+        say(`warning: ${g.field} is left out: ${g.reason}`);
+    }
     for (const path of job.createHostPaths) await mkdir(path, { recursive: true });
     if (abort.signal.aborted) return 130;
     const created = await executor.create({ ...job.spec, image: resolved.image });
