@@ -363,3 +363,73 @@ describe("the other commands", () => {
     expect(r.code, r.stderr).toBe(0);
   }, 600_000);
 });
+
+describe.each(RUNTIMES)("exit codes and streams on %s", (runtime) => {
+  it("exits 127 when the command is not in the image, 65 when the job is refused", async () => {
+    const dir = await jobDir(`codes-${runtime}`, {
+      "missing.yaml": "image: ./busybox.tar\ncommand: [no-such-program]\nnetwork_mode: none\n",
+      "bad.yaml": "image: ./busybox.tar\ncomand: [true]\n",
+      "noimage.yaml": "image: ./gone.tar\ncommand: [true]\n",
+    });
+    const missing = await contexec(["run", "missing.yaml", "--runtime", runtime], { cwd: dir, env });
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toContain("no-such-program");
+    const bad = await contexec(["run", "bad.yaml", "--runtime", runtime], { cwd: dir, env });
+    expect(bad.code).toBe(65);
+    expect(bad.stderr).toContain(
+      `${join(dir, "bad.yaml")}:2:1: comand: unknown key "comand"; did you mean "command"?`,
+    );
+    const noImage = await contexec(["run", "noimage.yaml", "--runtime", runtime], { cwd: dir, env });
+    expect(noImage.code).toBe(65);
+    expect(noImage.stderr).toContain(`${join(dir, "gone.tar")} does not exist`);
+  });
+
+  it("feeds its stdin to a stdin_open job", async () => {
+    const dir = await jobDir(`stdin-${runtime}`, {
+      "job.yaml":
+        "image: ./busybox.tar\ncommand: [sh, -c, 'tr a-z A-Z; echo done']\nstdin_open: true\nnetwork_mode: none\n",
+    });
+    const r = await contexec(["run", "job.yaml", "--runtime", runtime], {
+      cwd: dir,
+      env,
+      input: "line one\nline two\n",
+    });
+    expect(r.stdout).toBe("LINE ONE\nLINE TWO\ndone\n");
+    expect(r.code).toBe(0);
+  });
+
+  it("runs a job in the background with --detach, its output and exit code in its state folder", async () => {
+    const dir = await jobDir(`detach-${runtime}`, {
+      "job.yaml":
+        "image: ./busybox.tar\ncommand: [sh, -c, 'sleep 1; echo detached; exit 5']\nnetwork_mode: none\n",
+    });
+    const state = join(work, `state-${runtime}`);
+    const r = await contexec(["run", "job.yaml", "--runtime", runtime, "--detach"], {
+      cwd: dir,
+      env: { ...env, XDG_STATE_HOME: state },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const runDir = r.stdout.trim();
+    expect(runDir.startsWith(join(state, "contexec", "runs", "job-"))).toBe(true);
+    expect(r.stderr).toContain("runs in the background");
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(join(runDir, "exit")) && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 200));
+    expect(await readFile(join(runDir, "exit"), "utf8")).toBe("5\n");
+    expect(await readFile(join(runDir, "stdout"), "utf8")).toBe("detached\n");
+  });
+});
+
+describe("usage", () => {
+  it("exits 64 on a wrong command line, and prints help for every command", async () => {
+    expect((await contexec(["run"], { cwd: work, env })).code).toBe(64);
+    expect((await contexec(["frobnicate"], { cwd: work, env })).code).toBe(64);
+    expect((await contexec(["run", "x.yaml", "--bogus"], { cwd: work, env })).code).toBe(64);
+    for (const command of ["run", "convert", "info", "probe", "cache", "conformance"]) {
+      const help = await contexec([command, "--help"], { cwd: work, env });
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(new RegExp(`^Usage: contexec ${command}`));
+    }
+    expect((await contexec(["--version"], { cwd: work, env })).stdout).toMatch(/^contexec \d+\.\d+\.\d+\n$/);
+  });
+});

@@ -11,6 +11,7 @@ import {
   checkCapabilities,
   createExecutor,
   formatPlan,
+  InvalidConfigError,
   type PlanStep,
   validateSpec,
 } from "@contexec/core";
@@ -94,7 +95,12 @@ async function run(ctx: CommandContext): Promise<number> {
 
   if (values.detach) return detach(ctx, job, runtime.name);
 
-  const executor = await createExecutor(runtime.config);
+  const executor = await createExecutor(runtime.config).catch((err: unknown) => {
+    // The job's runtime options are the backend's to check: say where they came from.
+    if (err instanceof InvalidConfigError && job.runtime && !runtime.ignoredOptions)
+      throw new InvalidConfigError(`${job.file}: runtime: ${err.message}`, { cause: err });
+    throw err;
+  });
   try {
     if (values["dry-run"]) return await dryRun(ctx, job, executor, values.profile, say);
     return await runJob(ctx, job, executor, say);
@@ -162,20 +168,24 @@ async function runJob(
   let container: Container | undefined;
   let signals = 0;
   const graceMs = job.stopGraceMs ?? 10_000;
+  let started = false;
+  const stop = (first: boolean) => {
+    if (!container) return;
+    if (first)
+      void container.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
+    else void container.kill({ signal: "SIGKILL", graceMs: 0 }).catch(() => {});
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
-    if (!container) {
-      abort.abort(new Error(`${signal} received`));
-      return;
-    }
+    abort.abort(new Error(`${signal} received`));
+    // Before the container runs, the abort stops what is under way (a load, a conversion).
+    if (!started) return;
     if (signals === 1) {
       say(
         `${signal}: stopping the container (${job.stopSignal ?? "its stop signal"}, then SIGKILL after ${graceMs / 1000}s; Ctrl-C again to kill it now)`,
       );
-      void container.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
-    } else {
-      void container.kill({ signal: "SIGKILL", graceMs: 0 }).catch(() => {});
     }
+    stop(signals === 1);
   };
   const signalNames: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   for (const s of signalNames) process.on(s, onSignal);
@@ -208,6 +218,9 @@ async function runJob(
       const copied = [pipeTo(created.stdout, ctx.stdout), pipeTo(created.stderr, ctx.stderr)];
       if (abort.signal.aborted) return 130;
       await created.start();
+      started = true;
+      // A signal that came while it was starting: stop it now, as if it had come after.
+      if (abort.signal.aborted) stop(signals === 1);
       if (created.stdin) {
         const stdin = created.stdin;
         stdin.on("error", () => {});
