@@ -15,7 +15,7 @@ const alias = [
     replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
   },
   { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
-  ...["core", "docker", "conformance", "sif", "singularity"].map((pkg) => ({
+  ...["core", "docker", "conformance", "sif", "singularity", "cli"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),

@@ -143,4 +143,18 @@ describe("formatPlan", () => {
       formatPlan(planOf({ command: { argv: ["a\0b"], env: {}, cwd: "/", stdin: false } })),
     ).toThrow(InvalidSpecError);
   });
+
+  it("keeps a multi-line argument of the container's command inside comments in the header", () => {
+    const argv = ["sh", "-c", "echo one\ntouch /tmp/should-not-run\r\necho three"];
+    const script = formatPlan(
+      planOf({
+        command: { argv: ["docker", "run", "img", ...argv], env: {}, cwd: "/", stdin: false },
+        process: { argv, workdir: "/", env: {} },
+      }),
+    );
+    const header = script.split("set -u\n")[0] as string;
+    for (const line of header.split("\n").filter(Boolean)) expect(line).toMatch(/^(#!|# )/);
+    // The command itself carries the newlines inside one quoted word.
+    expect(script).toContain("'echo one\ntouch /tmp/should-not-run\r\necho three' </dev/null\n");
+  });
 });

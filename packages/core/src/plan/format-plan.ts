@@ -23,9 +23,10 @@ export interface FormatPlanOptions {
 export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): string {
   const lines: string[] = [];
   if (options.shebang !== false) lines.push("#!/usr/bin/env bash");
-  // A comment ends at a newline: whatever a description holds, each of its lines stays a comment.
+  // Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and
+  // a line of it left uncommented would run on the host.
   if (options.header !== false)
-    lines.push(...describePlan(plan).map((l) => `# ${l.replace(/[\r\n]+/g, " ")}`.trimEnd()));
+    lines.push(...describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd())));
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
