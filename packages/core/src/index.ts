@@ -34,6 +34,12 @@ export {
   type LayerEntryMeaning,
   printable,
 } from "./archive/layer-entries.js";
+export {
+  LOAD_STAGES,
+  type LoadProgress,
+  LoadProgressScale,
+  type LoadStage,
+} from "./archive/load-progress.js";
 export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
 export {
   type ReadTarOptions,

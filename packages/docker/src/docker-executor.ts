@@ -16,6 +16,7 @@ import {
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
+  LoadProgressScale,
   launchService,
   logRuntimeCall,
   openSideChannels,
@@ -206,16 +207,29 @@ export class DockerExecutor implements ContainerExecutor {
         ...(options.signal && { signal: options.signal }),
         ...(options.limits && { limits: options.limits }),
       });
-      if (await this.hasImage(meta.id)) return meta.id;
+      const layerBytes = meta.layers.reduce((n, l) => n + l.size, 0);
+      // One scale: the entry checks read the layers, then the daemon reads the whole archive.
+      const progress = new LoadProgressScale(options.onProgress, [
+        { stage: "checking", bytes: layerBytes },
+        { stage: "loading", bytes: meta.archiveBytes },
+      ]);
+      if (await this.hasImage(meta.id)) {
+        progress.done();
+        return meta.id;
+      }
       // The entry checks every backend runs, so Docker refuses exactly what Apptainer refuses.
-      await checkImageLayers(file.path, meta, options);
-      const totalBytes = meta.archiveBytes;
+      progress.stage("checking", 0);
+      await checkImageLayers(file.path, meta, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+        onLayerBytes: (n) => progress.stage("checking", n),
+      });
       let bytesRead = 0;
       const counted = createReadStream(file.path).pipe(
         new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesRead += chunk.length;
-            options.onProgress?.({ bytesRead, totalBytes });
+            progress.stage("loading", bytesRead);
             cb(null, chunk);
           },
         }),
@@ -233,6 +247,7 @@ export class DockerExecutor implements ContainerExecutor {
           `the daemon accepted the archive but has no image ${meta.id} afterwards (a Docker older than 25 cannot load an OCI layout archive without manifest.json)`,
         );
       }
+      progress.done();
       return meta.id;
     } finally {
       await file.remove();
