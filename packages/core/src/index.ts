@@ -153,6 +153,7 @@ export {
   type PlanStep,
   PRIVILEGE_MODES,
   type PrivilegeMode,
+  plannedProfile,
   type RunPlan,
   type RuntimeProfile,
 } from "./plan/run-plan.js";
