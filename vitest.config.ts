@@ -10,7 +10,11 @@ const alias = [
     find: /^@contexec\/core\/testing$/,
     replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
   },
-  ...["core", "docker", "conformance", "sif", "singularity"].map((pkg) => ({
+  {
+    find: /^@contexec\/registry\/testing$/,
+    replacement: fileURLToPath(new URL("./packages/registry/src/testing/index.ts", import.meta.url)),
+  },
+  ...["core", "docker", "conformance", "sif", "singularity", "registry"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),

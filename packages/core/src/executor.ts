@@ -38,6 +38,46 @@ export interface LoadOptions {
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
 }
 
+/**
+ * Credentials for an image registry: a user name and password (or access token used as one), an
+ * identity token (an OAuth refresh token, as `docker login` stores for some registries), or a
+ * registry token sent as the bearer token itself.
+ */
+export type RegistryCredentials =
+  | { username: string; password: string }
+  | { identityToken: string }
+  | { registryToken: string };
+
+export const PULL_PHASES = ["waiting", "downloading", "extracting", "done", "exists"] as const;
+/**
+ * Where a layer is: `waiting` for its turn, `downloading`, `extracting` (Docker: unpacking; Apptainer:
+ * streaming into the SIF), `done`, or `exists` (already here, nothing to fetch).
+ */
+export type PullPhase = (typeof PULL_PHASES)[number];
+
+/** One progress event of a pull, per layer. */
+export interface PullProgress {
+  /**
+   * The layer: its blob digest ("sha256:..."), or where the runtime reports only a short id
+   * (Docker's daemon: the first 12 hex digits of the digest), that id.
+   */
+  layer: string;
+  phase: PullPhase;
+  /** Bytes of the layer done in this phase so far. */
+  bytes: number;
+  /** The layer's size in this phase, when known. */
+  totalBytes?: number;
+}
+
+export interface PullOptions {
+  /** Credentials for the registry; default: the user's `~/.docker/config.json` (auths, credential helpers). */
+  auth?: RegistryCredentials;
+  /** `os/arch[/variant]` ("linux/arm64/v8") to pick from a multi-platform image; default: this machine's. */
+  platform?: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: PullProgress) => void;
+}
+
 export interface KillOptions {
   /** First signal; default: the image's STOPSIGNAL, else SIGTERM (on every backend). */
   signal?: NodeJS.Signals;
