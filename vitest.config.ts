@@ -43,7 +43,7 @@ export default defineConfig({
           include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
-          globalSetup: ["test/global-setup.ts"],
+          globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
         },
       },
     ],

@@ -36,3 +36,6 @@ apt_install() {
 runtimes_dir() {
   printf '%s\n' "${CONTEXEC_RUNTIMES_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/contexec/runtimes}"
 }
+
+# tcp_answers HOST PORT : whether something accepts TCP connections there (bash's /dev/tcp, no curl needed).
+tcp_answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

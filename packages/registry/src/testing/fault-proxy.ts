@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import * as https from "node:https";
 
 /** What the proxy does with one request, instead of passing it on unchanged. */
 export type Fault =
@@ -30,21 +31,42 @@ export interface FaultProxy {
   requests: SeenRequest[];
   /** Decides the fault for a request; `n` counts requests of the same method and path, from 1. */
   fault: (req: http.IncomingMessage, n: number) => Fault | undefined;
+  /** Forgets the requests seen and the counts, and passes everything on unchanged again. */
+  reset(): void;
   stop(): Promise<void>;
 }
 
+export interface FaultProxyOptions {
+  /** The registry speaks HTTPS with a certificate from this CA (PEM text). */
+  upstreamCa?: string;
+  /**
+   * What the storage port sends upstream as Authorization in place of the client's (a
+   * pre-signed URL's own authorisation); default none.
+   */
+  storageAuthorization?: string;
+}
+
 /**
- * A plain HTTP proxy in front of a plain HTTP registry that can drop, refuse, corrupt and
- * redirect requests as a test tells it to, and records every request it saw. Tests of retries,
- * resumes, redirects and digest checks run a real registry through it.
+ * A plain HTTP proxy in front of a registry that can drop, refuse, corrupt and redirect
+ * requests as a test tells it to, and records every request it saw. Tests of retries, resumes,
+ * redirects, request counts and digest checks run a real registry through it.
  */
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+export async function startFaultProxy(
+  upstream: string,
+  options: FaultProxyOptions = {},
+): Promise<FaultProxy> {
   const [upHost, upPort] = upstream.split(":") as [string, string];
+  const secure = options.upstreamCa !== undefined;
   const counts = new Map<string, number>();
   const proxy: FaultProxy = {
     host: "",
     requests: [],
     fault: () => undefined,
+    reset: () => {
+      proxy.requests.length = 0;
+      counts.clear();
+      proxy.fault = () => undefined;
+    },
     stop: async () => {},
   };
 
@@ -54,10 +76,18 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     record: SeenRequest,
     fault: Fault | undefined,
   ): void => {
-    const headers = { ...req.headers };
+    // The registry builds upload URLs from the scheme it is reached by: tell it the client's.
+    const headers = { ...req.headers, "x-forwarded-proto": "http" };
     if (fault?.kind === "ignore-range") delete headers.range;
-    const up = http.request(
-      { host: upHost, port: Number(upPort), method: req.method, path: req.url, headers },
+    const up = (secure ? https : http).request(
+      {
+        host: upHost,
+        port: Number(upPort),
+        method: req.method,
+        path: req.url,
+        headers,
+        ...(secure && { ca: options.upstreamCa, servername: "localhost" }),
+      },
       (upRes) => {
         record.status = upRes.statusCode ?? 0;
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
@@ -105,6 +135,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     proxy.requests.push(record);
     // The storage serves without the registry's credentials, as a pre-signed URL does.
     delete req.headers.authorization;
+    if (options.storageAuthorization) req.headers.authorization = options.storageAuthorization;
     forward(req, res, record, undefined);
   });
 

@@ -152,7 +152,8 @@ export async function readBody(res: http.IncomingMessage, limit: number): Promis
 
 /** Reads and drops what is left of a response so its connection goes back to the pool. */
 export async function drain(res: http.IncomingMessage): Promise<void> {
-  if (res.complete || res.destroyed) return;
+  // Even a complete body must be read out: the socket goes back to the pool only at its end.
+  if (res.readableEnded || res.destroyed) return;
   try {
     let left = 64 * 1024;
     for await (const chunk of res as AsyncIterable<Buffer>) {
