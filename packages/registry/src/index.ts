@@ -20,6 +20,7 @@ export {
   MEDIA_TYPES,
   parseManifest,
 } from "./manifest/parse-manifest.js";
+export { type RemoteLayerOptions, type RemoteLayerStream, remoteLayerStreams } from "./pull/remote-layers.js";
 export {
   type BlobSource,
   type ManifestFormat,

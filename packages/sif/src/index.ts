@@ -1,5 +1,11 @@
 export { type ConvertOptions, type ConvertResult, convertArchiveToSif } from "./convert-archive.js";
 export {
+  type ConvertLayersInput,
+  type ConvertLayersOptions,
+  type ConvertLayersResult,
+  convertLayersToSif,
+} from "./convert-layers.js";
+export {
   type EntryKind,
   type FlatEntry,
   type FlattenOptions,
@@ -7,8 +13,16 @@ export {
   planFlatten,
 } from "./flatten-layers.js";
 export { checkableByOffset, checkLayerDigests, type DigestCheck } from "./layer-digests.js";
-export { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
-export { type OpenedLayer, openLayer } from "./open-layer.js";
+export {
+  archiveLayerSource,
+  bufferLayerSource,
+  type LayerSource,
+  type RandomAccess,
+  type StreamLayerInput,
+  streamLayerSource,
+} from "./layer-source.js";
+export { decompressStream, type OpenedLayer, openLayer } from "./open-layer.js";
+export { type PrefetchedLayers, prefetchHeaders } from "./prefetch-headers.js";
 export {
   alignUp,
   archOfSifCode,

@@ -1,14 +1,16 @@
+import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import {
   type ArchiveLayer,
   fileByteSource,
   ImageArchiveError,
+  type LayerCompression,
   readTarHeaders,
   streamByteSource,
   type TarHeader,
 } from "@contexec/core";
-import { type OpenedLayer, openLayer } from "./open-layer.js";
+import { decompressStream, type OpenedLayer, openLayer } from "./open-layer.js";
 
 /**
  * One layer as the flattener sees it: its headers can be listed (the planning pass) and its
@@ -34,6 +36,11 @@ export interface LayerSource {
    * files' bytes by the offsets the planning pass noted, without parsing the tar again.
    */
   openRandomAccess?(): Promise<RandomAccess>;
+  /**
+   * readHeaders() reads the whole layer and checks it against `diffId`: the writing pass need
+   * not read a layer again only to check its digest (it still checks what it copies).
+   */
+  verifiedWhileListing?: boolean;
 }
 
 /** Positional reads over a layer's uncompressed tar, positions as in the headers' dataOffset. */
@@ -126,6 +133,98 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
         read: async (position, length) => tar.subarray(position, position + length),
         close: async () => {},
       };
+    },
+  };
+}
+
+/** A layer whose stored bytes come from a stream opened on demand (a registry blob), per pass. */
+export interface StreamLayerInput {
+  /** Names the layer in errors: "layer sha256:ab12…". */
+  name: string;
+  /** The uncompressed layer's digest (the image config's rootfs.diff_ids): checked in both passes. */
+  diffId: string | undefined;
+  /** Size of the stored bytes. */
+  storedSize: number;
+  compression: LayerCompression;
+  /**
+   * Opens the stored bytes afresh: once for the planning pass ("listing"), once more for the
+   * writing pass when it copies files from this layer ("writing"). The stream must error rather
+   * than end when its bytes are not the layer's (a registry client checks the blob's digest).
+   */
+  open(pass: "listing" | "writing"): Readable;
+  /** Keep the stored bytes in memory after the planning pass, so the writing pass reads them from there. */
+  keepInMemory?: boolean;
+}
+
+/**
+ * A {@link LayerSource} over a stream source: the planning pass reads the whole layer (headers
+ * parsed, the uncompressed bytes hashed and checked against `diffId`, the stored bytes read to
+ * their end so the source can check its own digest) and the writing pass opens it again, unless
+ * the bytes were kept in memory. Nothing goes to disk.
+ */
+export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal): LayerSource {
+  let kept: Buffer[] | undefined;
+  const decompress = (raw: Readable) => decompressStream(raw, input.compression, input.name, signal);
+  return {
+    name: input.name,
+    diffId: input.diffId,
+    storedSize: input.storedSize,
+    verifiedWhileListing: input.diffId?.startsWith("sha256:") === true,
+    async *readHeaders() {
+      const raw = input.open("listing");
+      const keep: Buffer[] | undefined = input.keepInMemory ? [] : undefined;
+      if (keep) raw.on("data", (chunk: Buffer) => keep.push(chunk));
+      const opened = decompress(raw);
+      const hash = input.diffId?.startsWith("sha256:") ? createHash("sha256") : undefined;
+      const stream = opened.stream;
+      let ended = false;
+      let failure: unknown;
+      stream.once("end", () => {
+        ended = true;
+      });
+      stream.once("error", (err) => {
+        failure = err;
+      });
+      // Hashing sees every uncompressed byte, end-of-archive blocks and padding included.
+      const bytes = streamByteSource(stream, hash ? (chunk) => hash.update(chunk) : undefined);
+      let done = false;
+      try {
+        yield* readTarHeaders(bytes, { what: input.name });
+        // What follows the tar's end marker still counts for both digests: read it out. A piece
+        // longer than what is left is refused once the stream has ended; any other failure stands.
+        try {
+          while ((await bytes.readExact(64 * 1024)) !== null) {}
+        } catch (err) {
+          if (failure !== undefined || !ended) throw failure ?? err;
+        }
+        await opened.finished;
+        if (hash && input.diffId) {
+          const actual = `sha256:${hash.digest("hex")}`;
+          if (actual !== input.diffId) {
+            throw new ImageArchiveError(
+              `${input.name} does not match its diff_id ${input.diffId} (content is ${actual})`,
+              {
+                entry: input.name.replace(/^layer /, ""),
+              },
+            );
+          }
+        }
+        done = true;
+      } finally {
+        if (!done) opened.destroy();
+        await bytes.close();
+      }
+      if (keep) kept = keep;
+    },
+    open(onRawBytes) {
+      if (kept) {
+        const memory = Readable.from(kept);
+        onRawBytes?.(input.storedSize);
+        return decompress(memory);
+      }
+      const raw = input.open("writing");
+      if (onRawBytes) raw.on("data", (chunk: Buffer) => onRawBytes(chunk.length));
+      return decompress(raw);
     },
   };
 }

@@ -2,7 +2,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { PassThrough, type Readable } from "node:stream";
 import * as zlib from "node:zlib";
-import { AbortedError, type ArchiveLayer, ImageArchiveError, RuntimeUnavailableError } from "@contexec/core";
+import {
+  AbortedError,
+  type ArchiveLayer,
+  ImageArchiveError,
+  type LayerCompression,
+  RuntimeUnavailableError,
+} from "@contexec/core";
 import { findExecutable } from "./find-executable.js";
 
 /**
@@ -30,7 +36,9 @@ const COMMANDS: Record<string, { command: string; package: string }> = {
 };
 
 /** Fails early, before anything is written, when a layer's compression cannot be read here. */
-export async function checkLayerDecompression(layers: readonly ArchiveLayer[]): Promise<void> {
+export async function checkLayerDecompression(
+  layers: readonly Pick<ArchiveLayer, "compression" | "member">[],
+): Promise<void> {
   for (const layer of layers) {
     if (layer.compression === "none" || layer.compression === "gzip") continue;
     if (layer.compression === "zstd" && typeof (zlib as ZlibWithZstd).createZstdDecompress === "function")
@@ -63,12 +71,25 @@ export function openLayer(
     highWaterMark: READ_CHUNK,
   });
   if (onRawBytes) raw.on("data", (chunk) => onRawBytes(chunk.length));
-  const what = `layer ${layer.member}`;
+  return decompressStream(raw, layer.compression, `layer ${layer.member}`, signal);
+}
+
+/**
+ * A layer's uncompressed tar from its stored bytes: gzip through zlib, zstd through zlib when
+ * this Node has it (22.15+) or else the `zstd` command, bzip2 and xz through their commands.
+ * Decompression failures are ImageArchiveErrors naming `what`.
+ */
+export function decompressStream(
+  raw: Readable,
+  compression: LayerCompression,
+  what: string,
+  signal?: AbortSignal,
+): OpenedLayer {
   const decompressError = (err: Error) =>
-    new ImageArchiveError(`${what} cannot be decompressed (${layer.compression}): ${err.message}`, {
+    new ImageArchiveError(`${what} cannot be decompressed (${compression}): ${err.message}`, {
       cause: err,
     });
-  switch (layer.compression) {
+  switch (compression) {
     case "none":
       return { stream: raw, finished: Promise.resolve(), destroy: () => raw.destroy() };
     case "gzip":

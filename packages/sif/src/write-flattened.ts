@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { AbortedError, ImageArchiveError } from "@contexec/core";
+import { AbortedError, ContainerError, ImageArchiveError } from "@contexec/core";
 import * as tar from "tar-stream";
 import {
   type DataCopy,
@@ -48,7 +48,8 @@ export async function writeFlattened(
     const layer = layers[index] as LayerSource;
     const copies = plan.dataCopies.get(index);
     const digest = verify && layer.diffId?.startsWith("sha256:") ? layer.diffId : undefined;
-    if (!copies && !digest) {
+    // A layer the planning pass read whole and checked is read again only to copy files.
+    if (!copies && (!digest || layer.verifiedWhileListing)) {
       onBytes?.(layer.storedSize);
       continue;
     }
@@ -247,8 +248,8 @@ async function copyLayer(
     }
   } catch (err) {
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-    if (err instanceof ImageArchiveError || err instanceof AbortedError || err instanceof OutputClosedError)
-      throw err;
+    // Typed errors pass as they are (a registry's digest mismatch under a layer stream, too).
+    if (err instanceof ContainerError || err instanceof OutputClosedError) throw err;
     const e = err as Error;
     throw new ImageArchiveError(`${layer.name} cannot be read: ${e.message}`, { cause: err });
   } finally {
