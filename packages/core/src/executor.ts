@@ -78,6 +78,13 @@ export interface PullOptions {
   onProgress?: (progress: PullProgress) => void;
 }
 
+/** The reference in `docker://REF`, which loadImage pulls; undefined for anything else (a path). */
+export function registryReferenceOf(source: string | NodeJS.ReadableStream): string | undefined {
+  return typeof source === "string" && source.startsWith("docker://")
+    ? source.slice("docker://".length)
+    : undefined;
+}
+
 export interface KillOptions {
   /** First signal; default: the image's STOPSIGNAL, else SIGTERM (on every backend). */
   signal?: NodeJS.Signals;
@@ -139,8 +146,20 @@ export interface ContainerExecutor {
   readonly runtime: string;
   info(): Promise<RuntimeInfo>;
   hasImage(image: string): Promise<boolean>;
-  /** Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId. */
+  /**
+   * Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId.
+   * A string `docker://REF` is pulled from its registry instead, as {@link pullImage} does.
+   */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
+  /**
+   * Pulls an image from a registry by reference (`ghcr.io/org/tool:1.2`, `busybox`,
+   * `host:5000/x@sha256:...`; a `docker://` prefix is allowed) and resolves with its ImageId, the
+   * digest of its config: the same on every backend, and the same as the image loaded from an
+   * archive. Afterwards the reference names the image in specs. Failures: RegistryAuthError
+   * (credentials refused or missing, never retried), RegistryError (`reason`: not-found,
+   * digest-mismatch, platform, unreachable, tls, ...), AbortedError.
+   */
+  pullImage(reference: string, options?: PullOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
   /** Validates the spec and creates a container; nothing runs until `start()`. */

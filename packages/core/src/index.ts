@@ -72,6 +72,7 @@ export {
   type PullProgress,
   type RegistryCredentials,
   type RuntimeInfo,
+  registryReferenceOf,
   type WaitOptions,
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";

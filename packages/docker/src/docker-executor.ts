@@ -17,10 +17,14 @@ import {
   InvalidConfigError,
   type LoadOptions,
   launchService,
+  type PullOptions,
   parseImageConfig,
+  RegistryAuthError,
+  RegistryError,
   RuntimeError,
   type RuntimeInfo,
   readImageArchive,
+  registryReferenceOf,
   type ServiceOptions,
   type ServiceSummary,
   SUPPORTED,
@@ -30,9 +34,11 @@ import {
   unsupported,
   validateSpec,
 } from "@contexec/core";
+import { dockerConfigCredentials, parseImageReference } from "@contexec/registry";
 import Dockerode from "dockerode";
 import { DockerContainer } from "./docker-container.js";
-import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
+import { callDaemon, daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
+import { type DockerPullMessage, pullErrorOf, pullProgressOf, renderPullRequest } from "./docker-pull.js";
 import { DockerService } from "./docker-service.js";
 import {
   LABEL_EXECUTOR,
@@ -145,6 +151,9 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
+    const reference = registryReferenceOf(archive);
+    if (reference !== undefined)
+      return this.pullImage(reference, options.signal ? { signal: options.signal } : {});
     throwIfAborted(options.signal, "loading the image");
     // A stream is spooled to a file first: the archive is checked in full before the daemon sees
     // a byte, so a bad archive never leaves a half-loaded image behind.
@@ -194,6 +203,57 @@ export class DockerExecutor implements ContainerExecutor {
     } finally {
       if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The daemon's pull (`POST /images/create`, as `docker pull`), with the credentials given or
+   * those of the user's Docker config (the daemon does not read it; the CLI sends them, so does
+   * this); resolves with the image's id, the digest of its config.
+   */
+  async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+    const operation = `pulling ${reference}`;
+    throwIfAborted(options.signal, operation);
+    const ref = parseImageReference(reference);
+    const credentials = options.auth ?? (await dockerConfigCredentials(ref.registry)).credentials;
+    const request = renderPullRequest(ref, { platform: options.platform, credentials });
+    const failed = (message: string, cause?: unknown) =>
+      pullErrorOf(message, ref.registry) ??
+      new RuntimeError("docker", `${operation} failed: ${message}`, cause === undefined ? {} : { cause });
+    try {
+      // `_query` keeps the signal and credentials out of the query string (docker-modem sends
+      // every other option key as a query parameter).
+      const stream = await this.#docker.createImage({
+        _query: {
+          fromImage: request.fromImage,
+          tag: request.tag,
+          ...(request.platform && { platform: request.platform }),
+        },
+        ...(request.auth && { authconfig: request.auth }),
+        ...(options.signal && { abortSignal: options.signal }),
+      });
+      // The daemon reports a failed pull inside the stream, with status 200.
+      await new Promise<void>((resolve, reject) => {
+        let failure: string | undefined;
+        this.#docker.modem.followProgress(
+          stream,
+          (err: Error | null) => (err ? reject(err) : failure ? reject(failed(failure)) : resolve()),
+          (m: DockerPullMessage) => {
+            if (m.error || m.errorDetail) failure ??= m.errorDetail?.message ?? m.error;
+            const progress = pullProgressOf(m);
+            if (progress) options.onProgress?.(progress);
+          },
+        );
+      });
+    } catch (err) {
+      if (options.signal?.aborted) throw new AbortedError(operation, { cause: err });
+      if (err instanceof RegistryError || err instanceof RegistryAuthError || err instanceof RuntimeError)
+        throw err;
+      const mapped = mapDockerError(err, operation, this.#where);
+      if (mapped instanceof RuntimeError) throw failed(daemonMessage(err), err);
+      throw mapped;
+    }
+    const image = await this.#inspectImage(request.name);
+    return image.Id as ImageId;
   }
 
   async removeImage(image: string): Promise<void> {

@@ -3,6 +3,7 @@ import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import {
   type ArchiveLayer,
+  ContainerError,
   fileByteSource,
   ImageArchiveError,
   type LayerCompression,
@@ -164,7 +165,7 @@ export interface StreamLayerInput {
  */
 export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal): LayerSource {
   let kept: Buffer[] | undefined;
-  const decompress = (raw: Readable) => decompressStream(raw, input.compression, input.name, signal);
+  const decompress = (raw: Readable) => decompressChecked(raw, input.compression, input.name, signal);
   return {
     name: input.name,
     diffId: input.diffId,
@@ -210,6 +211,8 @@ export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal)
           }
         }
         done = true;
+      } catch (err) {
+        throw opened.explain ? await opened.explain(err) : err;
       } finally {
         if (!done) opened.destroy();
         await bytes.close();
@@ -227,4 +230,56 @@ export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal)
       return decompress(raw);
     },
   };
+}
+
+/**
+ * Decompresses like decompressStream, with `explain`: corrupt bytes usually break the
+ * decompressor or the tar reader before the source has seen all of them, and the source's own
+ * error ("does not match its digest") says more than "cannot be decompressed" or "not a tar".
+ * The consumer never reads `raw` itself (an uncompressed layer goes through a PassThrough), so
+ * explain() can read it to its end and ask.
+ */
+function decompressChecked(
+  raw: Readable,
+  compression: LayerCompression,
+  name: string,
+  signal: AbortSignal | undefined,
+): OpenedLayer {
+  // The source's own failure, seen whoever read it first.
+  let sourceFailure: unknown;
+  raw.once("error", (err) => {
+    sourceFailure = err;
+  });
+  let source = raw;
+  if (compression === "none") {
+    const through = new PassThrough({ highWaterMark: 1024 * 1024 });
+    raw.on("error", (err) => through.destroy(err));
+    raw.pipe(through);
+    source = through;
+  }
+  const inner = decompressStream(source, compression, name, signal);
+  return {
+    ...inner,
+    destroy: () => {
+      inner.destroy();
+      raw.destroy();
+    },
+    explain: async (err) => {
+      if (sourceFailure === undefined) await readToEnd(raw).catch(() => {});
+      return sourceFailure instanceof ContainerError ? sourceFailure : err;
+    },
+  };
+}
+
+/** Reads a stream that was piped elsewhere to its end (or its error). */
+function readToEnd(stream: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (stream.readableEnded || stream.destroyed) return resolve();
+    stream.on("end", resolve);
+    stream.on("close", resolve);
+    stream.on("error", reject);
+    stream.unpipe();
+    stream.on("data", () => {});
+    stream.resume();
+  });
 }

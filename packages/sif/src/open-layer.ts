@@ -25,6 +25,12 @@ export interface OpenedLayer {
   finished: Promise<void>;
   /** Stops reading and kills any child. */
   destroy(): void;
+  /**
+   * After a failure while reading: the error that explains it best, the source's own when it
+   * has one (a registry blob that does not match its digest), else `err`. Reads the rest of the
+   * stored bytes to find out; call it before destroy().
+   */
+  explain?(err: unknown): Promise<unknown>;
 }
 
 type ZlibWithZstd = typeof zlib & { createZstdDecompress?: () => import("node:stream").Transform };

@@ -246,8 +246,10 @@ async function copyLayer(
         );
       }
     }
-  } catch (err) {
+  } catch (caught) {
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+    const err =
+      opened.explain && !(caught instanceof OutputClosedError) ? await opened.explain(caught) : caught;
     // Typed errors pass as they are (a registry's digest mismatch under a layer stream, too).
     if (err instanceof ContainerError || err instanceof OutputClosedError) throw err;
     const e = err as Error;

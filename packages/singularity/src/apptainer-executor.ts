@@ -17,9 +17,11 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  type PullOptions,
   type RuntimeInfo,
   RuntimeUnavailableError,
   readImageArchive,
+  registryReferenceOf,
   resolveWorkdir,
   type ServiceOptions,
   type ServiceSummary,
@@ -29,6 +31,7 @@ import {
   UnsupportedError,
   validateSpec,
 } from "@contexec/core";
+import { RegistryClient, type RegistryClientOptions } from "@contexec/registry";
 import { execa } from "execa";
 import { onExit } from "signal-exit";
 import { ApptainerContainer } from "./apptainer-container.js";
@@ -38,6 +41,7 @@ import { findBinary, findOnPath } from "./find-binary.js";
 import { type NumericUser, resolveUser } from "./image-user.js";
 import { NativeSifConverter } from "./native-converter.js";
 import { probeRuntime, type RuntimeProbe } from "./probe.js";
+import { pullIntoSifCache } from "./registry-pull.js";
 import {
   type ApptainerCommand,
   apptainerSpecChecks,
@@ -80,6 +84,8 @@ export interface ApptainerExecutorOptions {
   userns?: boolean;
   /** Where CONTEXEC_* and PATH are read from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** How pullImage reaches registries (CA, plain-HTTP hosts, credentials, retries, layers at once); see @contexec/registry. */
+  registry?: RegistryClientOptions;
 }
 
 /**
@@ -99,6 +105,7 @@ export class ApptainerExecutor implements ContainerExecutor {
   #probe: Promise<RuntimeProbe> | undefined;
   #tmpRoot: Promise<string> | undefined;
   #converter: Promise<SifConverter> | undefined;
+  #registry: RegistryClient | undefined;
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
   #unhookTmp: (() => void) | undefined;
@@ -166,7 +173,20 @@ export class ApptainerExecutor implements ContainerExecutor {
     return entry;
   }
 
+  /** Pulls from a registry straight into the SIF cache (see registry-pull.ts); same ImageId as Docker's. */
+  async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+    this.#assertOpen();
+    this.#registry ??= new RegistryClient({
+      ...(this.#env && { env: this.#env }),
+      ...this.#options.registry,
+    });
+    return pullIntoSifCache(this.cache, this.#registry, reference, { ...options, tmpDir: await this.#tmp() });
+  }
+
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
+    const reference = registryReferenceOf(archive);
+    if (reference !== undefined)
+      return this.pullImage(reference, options.signal ? { signal: options.signal } : {});
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
@@ -303,6 +323,7 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#registry?.close();
     const services = [...this.#services];
     this.#services.clear();
     await Promise.all(services.map((s) => s.stop({ graceMs: 2000 }).catch(() => {})));
@@ -495,6 +516,7 @@ const CONFIG_KEYS = new Set([
   "lockStaleMs",
   "probeTimeoutMs",
   "userns",
+  "registry",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */

@@ -14,3 +14,4 @@ export {
   type TokenServerOptions,
   type TokenServerStats,
 } from "./token-server.js";
+export { pushUniqueImage, type UniqueImage } from "./unique-image.js";
