@@ -10,6 +10,7 @@ import { registerKillCases } from "./cases/kill.js";
 import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
+import { registerPullCases } from "./cases/pull.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerServiceCases } from "./cases/services.js";
 import { registerStdioCases } from "./cases/stdio.js";
@@ -85,6 +86,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     }, 120_000);
 
     describe("image", () => registerImageCases(ctx));
+    describe("pull", () => registerPullCases(ctx));
     describe("lifecycle", () => registerLifecycleCases(ctx));
     describe("exit", () => registerExitCases(ctx));
     describe("stdio", () => registerStdioCases(ctx));

@@ -42,6 +42,12 @@ export interface ConformanceOptions {
   leftovers?: (executor: ContainerExecutor) => Promise<string[]>;
   /** Per-case timeout; default 120 s. */
   timeoutMs?: number;
+  /**
+   * A reference to the layered fixture in a registry this backend can pull from (push it there
+   * first, e.g. with @contexec/registry's pushArchive). Without it the pull cases are skipped,
+   * saying so.
+   */
+  pullReference?: string;
 }
 
 /** What every case module gets. */

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeConformance } from "@contexec/conformance";
+import { pushForPull } from "@contexec/registry/testing";
 import { execa } from "execa";
 import { afterAll, inject } from "vitest";
 import { ApptainerExecutor } from "./apptainer-executor.js";
@@ -12,11 +13,13 @@ const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
 // A cache of its own, so the suite starts from nothing and leaves nothing behind.
 const cacheDir = await mkdtemp(join(tmpdir(), "contexec-conformance-sif-"));
 afterAll(() => rm(cacheDir, { recursive: true, force: true }));
+const pullReference = await pushForPull(inject("registries"), join(fixtures, "layered.tar"), "layered");
 
 await describeConformance({
   name: "apptainer",
   createExecutor: async () => new ApptainerExecutor({ cacheDir }),
   fixtures: { busybox: join(fixtures, "busybox.tar"), layered: join(fixtures, "layered.tar") },
+  ...(pullReference && { pullReference }),
   // Batch containers are this process's children: whatever is left of them is a descendant.
   // Services are instances (daemons of their own): whatever is left of them is still listed.
   leftovers: async (executor) => {

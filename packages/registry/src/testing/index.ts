@@ -1,4 +1,5 @@
 export { type Fault, type FaultProxy, type SeenRequest, startFaultProxy } from "./fault-proxy.js";
+export { pushForPull } from "./pull-reference.js";
 export {
   type RegistryProcessOptions,
   type RunningRegistry,

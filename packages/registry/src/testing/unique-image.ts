@@ -26,8 +26,7 @@ export async function pushUniqueImage(
 ): Promise<UniqueImage> {
   const archive = await readImageArchive(busyboxArchive);
   const base = archive.layers[0];
-  if (base?.compression !== "none")
-    throw new Error(`${busyboxArchive}: expected one uncompressed layer`);
+  if (base?.compression !== "none") throw new Error(`${busyboxArchive}: expected one uncompressed layer`);
   const baseLayer = (await readFile(busyboxArchive)).subarray(base.dataOffset, base.dataOffset + base.size);
   const marker = randomBytes(8).toString("hex");
   const top = await tarOf([
