@@ -38,8 +38,11 @@ export interface LayerSource {
    */
   openRandomAccess?(): Promise<RandomAccess>;
   /**
-   * readHeaders() reads the whole layer and checks it against `diffId`: the writing pass need
-   * not read a layer again only to check its digest (it still checks what it copies).
+   * readHeaders() reads the whole layer and checks it against `diffId`, and the source checks
+   * its own bytes against a digest fixed beforehand (a registry blob's) whenever they are read to
+   * their end. The writing pass then does not read a layer only to check it, and for the layers
+   * it copies from, reads them to their end (so the source checks them) instead of hashing them
+   * again: bytes that match the blob digest decompress to what the planning pass checked.
    */
   verifiedWhileListing?: boolean;
 }

@@ -153,6 +153,7 @@ describe("singularityMetadata", () => {
       "dev",
       "home",
       "proc",
+      "root",
       "sys",
       "tmp",
       "var",

@@ -113,9 +113,10 @@ export async function singularityMetadata(
     ]),
     ...links.map(([path, target]): [FlatEntry] => [entry(path, "symlink", 0o777, 0, target)]),
   ];
-  const bottomEntries: [FlatEntry][] = ["dev", "home", "proc", "sys", "tmp", "var", "var/tmp"].map((p) => [
-    entry(p, "directory", 0o755),
-  ]);
+  // As `apptainer build` (1.4) makes them where the image has none, /root included.
+  const bottomEntries: [FlatEntry][] = ["dev", "home", "proc", "root", "sys", "tmp", "var", "var/tmp"].map(
+    (p) => [entry(p, "directory", 0o755)],
+  );
 
   const inspectMetadata = {
     data: {

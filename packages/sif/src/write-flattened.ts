@@ -47,14 +47,16 @@ export async function writeFlattened(
   for (let index = 0; index < layers.length; index++) {
     const layer = layers[index] as LayerSource;
     const copies = plan.dataCopies.get(index);
-    const digest = verify && layer.diffId?.startsWith("sha256:") ? layer.diffId : undefined;
+    const checkedBySource = layer.verifiedWhileListing === true;
+    const digest =
+      verify && !checkedBySource && layer.diffId?.startsWith("sha256:") ? layer.diffId : undefined;
     // A layer the planning pass read whole and checked is read again only to copy files.
-    if (!copies && (!digest || layer.verifiedWhileListing)) {
+    if (!copies && !digest) {
       onBytes?.(layer.storedSize);
       continue;
     }
     if (layer.openRandomAccess) await copyByOffset(layer, copies ?? new Map(), pack, digest, signal, onBytes);
-    else await copyLayer(layer, copies ?? new Map(), pack, digest, signal, onBytes);
+    else await copyLayer(layer, copies ?? new Map(), pack, digest, checkedBySource, signal, onBytes);
   }
   for (const link of plan.hardLinks) await packEntry(pack, link);
   pack.finalize();
@@ -181,6 +183,7 @@ async function copyLayer(
   copies: Map<number, DataCopy>,
   pack: tar.Pack,
   digest: string | undefined,
+  readToEnd: boolean,
   signal: AbortSignal | undefined,
   onBytes: ((n: number) => void) | undefined,
 ): Promise<void> {
@@ -222,12 +225,12 @@ async function copyLayer(
       left--;
       // Nothing more to copy or hash: the rest of the layer is not read (a decompressing child
       // is killed below rather than waited for).
-      if (left === 0 && !hash) break;
+      if (left === 0 && !hash && !readToEnd) break;
     }
     if (left > 0) {
       throw new ImageArchiveError(`${layer.name} ended before all of its planned entries were read`);
     }
-    if (hash) {
+    if (hash || readToEnd) {
       // The digest covers the whole tar, end-of-archive padding included.
       if (!opened.stream.readableEnded)
         await new Promise<void>((resolve, reject) => {
@@ -236,6 +239,8 @@ async function copyLayer(
           opened.stream.resume();
         });
       await opened.finished;
+    }
+    if (hash) {
       const actual = `sha256:${hash.digest("hex")}`;
       if (actual !== digest) {
         throw new ImageArchiveError(

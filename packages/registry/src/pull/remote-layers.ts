@@ -1,3 +1,4 @@
+import { totalmem } from "node:os";
 import type { Readable } from "node:stream";
 import { type PullProgress, readImageConfig } from "@contexec/core";
 import { type LayerCompression, layerCompression } from "../manifest/parse-manifest.js";
@@ -22,8 +23,9 @@ export interface RemoteLayerOptions extends CallOptions {
   /** Per-layer events: `downloading` while the first pass reads a layer, `extracting` while the second does. */
   onProgress?: ((progress: PullProgress) => void) | undefined;
   /**
-   * Stored bytes of small layers kept in memory between the two passes, so they are fetched once;
-   * at most this many in all (default 64 MiB), each at most a quarter of it.
+   * Stored bytes kept in memory between the converter's two passes, so those layers are fetched
+   * once: at most this many in all, layers taken bottom first while they fit. Default: a
+   * sixteenth of this machine's memory, at most 512 MiB.
    */
   keepInMemoryBytes?: number | undefined;
 }
@@ -39,13 +41,12 @@ export function remoteLayerStreams(
   options: RemoteLayerOptions = {},
 ): RemoteLayerStream[] {
   const { diffIds } = readImageConfig(configJson, `the config of ${image.reference.repository}`);
-  let budget = options.keepInMemoryBytes ?? 64 * 1024 * 1024;
-  const each = budget / 4;
+  let budget = options.keepInMemoryBytes ?? Math.min(512 * 1024 * 1024, Math.floor(totalmem() / 16));
   const progress = options.onProgress;
   for (const layer of image.layers)
     progress?.({ layer: layer.digest, phase: "waiting", bytes: 0, totalBytes: layer.size });
   return image.layers.map((layer, i) => {
-    const keep = layer.size <= each && layer.size <= budget;
+    const keep = layer.size <= budget;
     if (keep) budget -= layer.size;
     return {
       name: `layer ${layer.digest}`,
