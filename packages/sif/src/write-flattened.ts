@@ -220,6 +220,10 @@ async function copyLayer(
           err ? reject(new OutputClosedError(err)) : resolve(),
         );
         entry.on("error", reject);
+        // A failing source (a registry blob that does not match its digest) destroys the entry,
+        // and the pipe destroys the sink with the same error; the callback and `entry` report it,
+        // and a sink with no listener would make it an uncaught exception.
+        (sink as unknown as NodeJS.EventEmitter).on("error", () => {});
         entry.pipe(sink);
       });
       left--;
