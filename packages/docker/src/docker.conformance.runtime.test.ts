@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { describeConformance } from "@contexec/conformance";
+import { readImageArchive } from "@contexec/core";
 import { pushForPull } from "@contexec/registry/testing";
 import Dockerode from "dockerode";
 import { afterAll, inject } from "vitest";
@@ -10,19 +11,27 @@ const fixtures = inject("fixturesDir");
 const pullReference = await pushForPull(inject("registries"), join(fixtures, "layered.tar"), "layered");
 afterAll(async () => {
   if (!pullReference) return;
-  // Untag only: the image is the layered fixture others load too; its last tag stays.
+  // Untag only: the image is the layered fixture, which other runs load too. Where the pulled
+  // name is its last, the archive's own tag goes on first, so the daemon is left as a load leaves it.
   const docker = new Dockerode();
-  const tags = ((
+  const image = await docker
+    .getImage(pullReference)
+    .inspect()
+    .catch(() => undefined);
+  if (!image) return;
+  const tags = (image.RepoTags ?? []).filter((t) => t !== pullReference);
+  if (tags.length === 0) {
+    const [archiveTag] = (await readImageArchive(join(fixtures, "layered.tar"))).repoTags;
+    if (!archiveTag) return;
+    const colon = archiveTag.lastIndexOf(":");
     await docker
-      .getImage(pullReference)
-      .inspect()
-      .catch(() => undefined)
-  )?.RepoTags ?? []) as string[];
-  if (tags.length > 1)
-    await docker
-      .getImage(pullReference)
-      .remove({ noprune: true })
-      .catch(() => {});
+      .getImage(image.Id)
+      .tag({ repo: archiveTag.slice(0, colon), tag: archiveTag.slice(colon + 1) });
+  }
+  await docker
+    .getImage(pullReference)
+    .remove({ noprune: true })
+    .catch(() => {});
 });
 
 await describeConformance({
