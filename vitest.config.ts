@@ -14,7 +14,12 @@ const alias = [
     find: /^@contexec\/registry\/testing$/,
     replacement: fileURLToPath(new URL("./packages/registry/src/testing/index.ts", import.meta.url)),
   },
-  ...["core", "docker", "conformance", "sif", "singularity", "registry"].map((pkg) => ({
+  {
+    find: /^@contexec\/conformance\/fixtures$/,
+    replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
+  },
+  { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
+  ...["core", "docker", "conformance", "sif", "singularity", "cli", "registry"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),
@@ -41,11 +46,33 @@ export default defineConfig({
         test: {
           name: "runtime",
           include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
+          exclude: ["test/unprivileged/**", "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
           globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
         },
       },
+      // What also runs as an ordinary user (scripts/test-unprivileged.sh): the Apptainer suite and
+      // probe, every test of the CLI, and the checks of test/unprivileged/. Only in that run.
+      ...(process.env.CONTEXEC_UNPRIVILEGED_RUN === "1"
+        ? [
+            {
+              resolve: { alias },
+              test: {
+                name: "unprivileged",
+                include: [
+                  "packages/singularity/src/**/apptainer.conformance.runtime.test.ts",
+                  "packages/singularity/src/**/probe.runtime.test.ts",
+                  "packages/cli/src/**/*.test.ts",
+                  "test/unprivileged/**/*.test.ts",
+                ],
+                testTimeout: 180_000,
+                hookTimeout: 600_000,
+                globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

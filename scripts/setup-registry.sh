@@ -41,13 +41,9 @@ while [ $# -gt 0 ]; do
 done
 
 install_registry() {
-  if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1 ||
-    ! command -v openssl >/dev/null 2>&1; then
-    # The package's init script would start a registry on :5000; where policy-rc.d forbids
-    # starting services (containers, CI images) it does not, and the tests never use that one.
-    apt_install docker-registry apache2-utils openssl
-  fi
-  command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found after installing it"
+  # The package's init script would start a registry on :5000; where policy-rc.d forbids starting
+  # services (containers, CI images) it does not, and the tests never use that one.
+  ensure_commands docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl
 }
 
 # write_config: DIR/config.yml for the options given. Every value is quoted for YAML.

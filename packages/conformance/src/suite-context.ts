@@ -12,7 +12,10 @@ import {
 } from "@contexec/core";
 import { it } from "vitest";
 
-/** The fixture archives the suite loads (built locally by the project's scripts/build-fixtures.sh). */
+/**
+ * The fixture archives the suite loads: `writeFixtures` of `@contexec/conformance/fixtures` writes
+ * both from a static busybox, without Docker (the project's scripts/build-fixtures.sh calls it).
+ */
 export interface ConformanceFixtures {
   /**
    * One layer of busybox-static with an applet link per command, /tmp, /root and /etc/passwd;
@@ -48,6 +51,11 @@ export interface ConformanceOptions {
    * saying so.
    */
   pullReference?: string;
+  /**
+   * Why this runtime is not tested here (not installed, left out by configuration). Every case
+   * is then registered as skipped, by name, with this reason; no executor is made.
+   */
+  unavailable?: string;
 }
 
 /** What every case module gets. */

@@ -1,6 +1,8 @@
 import type { Readable, Writable } from "node:stream";
-import type { Capabilities } from "./capabilities.js";
+import type { ArchiveLimits } from "./archive/layer-entries.js";
+import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
+import type { Supervision } from "./side-channels/supervisor-files.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
 export const CONTAINER_STATES = ["created", "running", "exited", "removed"] as const;
@@ -18,16 +20,15 @@ export interface ExitStatus {
   signal?: NodeJS.Signals;
   /** True when the kernel's OOM killer ended it (where the runtime can tell). */
   oomKilled: boolean;
+  /** With `spec.supervision`: the job's result file, read after it ended, when it wrote one. */
+  result?: string;
 }
 
-/** What the runtime is and what it can do here. */
-export interface RuntimeInfo {
-  /** The backend's name: "docker", "apptainer", ... */
-  runtime: string;
-  /** What is actually installed: "docker", "apptainer", "singularityce", "singularity". */
-  flavor: string;
-  version: string;
-  capabilities: Capabilities;
+/**
+ * What the runtime is and what it can do here: its {@link RuntimeProfile} (which planning reads,
+ * and `contexec probe --json` records) and free-form details for people.
+ */
+export interface RuntimeInfo extends RuntimeProfile {
   /** Free-form runtime details (API version, binary path, storage driver). */
   details: Record<string, string>;
 }
@@ -36,6 +37,11 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called as bytes of the archive are read. `totalBytes` is known for paths, not streams. */
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /**
+   * Bounds on the archive, each with a generous default (see {@link ArchiveLimits}): past one,
+   * loadImage stops with ImageArchiveError naming the limit.
+   */
+  limits?: Partial<ArchiveLimits>;
 }
 
 /**
@@ -76,6 +82,47 @@ export interface PullOptions {
   platform?: string;
   signal?: AbortSignal;
   onProgress?: (progress: PullProgress) => void;
+  /**
+   * Bounds on the image, as for loadImage (see {@link ArchiveLimits}): where the backend reads
+   * the layers itself (Apptainer), every entry is checked as an archive's and past a limit the
+   * pull stops with ImageArchiveError naming it. Docker's daemon pulls and checks by its own rules.
+   */
+  limits?: Partial<ArchiveLimits>;
+}
+
+/**
+ * How a client reaches image registries: credentials, trust, retries. The options of
+ * @contexec/registry's RegistryClient, and of a backend that pulls through it (Apptainer's
+ * `registry` option); plain data, so a config file can hold them.
+ */
+export interface RegistryAccessOptions {
+  /**
+   * Credentials for every registry this client talks to, or per registry host. Default (and for
+   * registries the function gives none for): the user's Docker config, `~/.docker/config.json`
+   * (`auths`, `credHelpers`, `credsStore`).
+   */
+  auth?: RegistryCredentials | ((registry: string) => RegistryCredentials | undefined);
+  /** Docker's client config to read credentials from; `false` reads none. Default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+  dockerConfig?: string | false;
+  /** Extra CA certificates (PEM text or bytes) trusted for HTTPS registries, besides Node's bundle. */
+  ca?: string | Buffer | readonly (string | Buffer)[];
+  /**
+   * Registries (host[:port]) reached over plain HTTP. Loopback registries not listed are tried
+   * over HTTPS first and over HTTP when they answer in plain HTTP, as Docker does.
+   */
+  plainHttp?: readonly string[];
+  /** Retries of one request after a dropped connection, HTTP 429 or 5xx; default 4. */
+  retries?: number;
+  /** First wait before a retry (doubling, randomised, up to retryMaxDelayMs); default 250 ms. */
+  retryDelayMs?: number;
+  retryMaxDelayMs?: number;
+  /** A connection on which nothing moves for this long is dropped (and the request retried); default 60 000 ms. */
+  idleTimeoutMs?: number;
+  /** Layers fetched at once by a pull; default 3. */
+  concurrency?: number;
+  userAgent?: string;
+  /** Where DOCKER_CONFIG, HOME's config and credential helpers are looked up; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The reference in `docker://REF`, which loadImage pulls; undefined for anything else (a path). */
@@ -121,6 +168,8 @@ export interface Container extends AsyncDisposable {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** With `spec.supervision`: the job's status updates, notifications to it, its result. */
+  readonly supervision?: Supervision | undefined;
   state(): Promise<ContainerState>;
   /** Starts the process. Rejects with ContainerStateError unless the container is `created`. */
   start(): Promise<void>;
@@ -141,14 +190,19 @@ export interface Container extends AsyncDisposable {
   remove(): Promise<void>;
 }
 
-/** One runtime, serving any number of containers at once. */
-export interface ContainerExecutor {
+/**
+ * One runtime, serving any number of containers at once. Disposable: `await using executor =
+ * await createExecutor(...)` closes it at the end of the block.
+ */
+export interface ContainerExecutor extends AsyncDisposable {
   readonly runtime: string;
   info(): Promise<RuntimeInfo>;
   hasImage(image: string): Promise<boolean>;
   /**
-   * Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId.
-   * A string `docker://REF` is pulled from its registry instead, as {@link pullImage} does.
+   * Loads a docker-archive or OCI layout tarball (a path, a FIFO, or a stream); resolves with its
+   * ImageId. Every backend checks every layer entry the same way first (see checkImageLayers) and
+   * refuses a hostile or oversized archive with ImageArchiveError. A string `docker://REF` is
+   * pulled from its registry instead, as {@link pullImage} does (with the same checks).
    */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
   /**
@@ -162,7 +216,13 @@ export interface ContainerExecutor {
   pullImage(reference: string, options?: PullOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
-  /** Validates the spec and creates a container; nothing runs until `start()`. */
+  /**
+   * Plans a run of `spec` without running anything: validates it, checks capabilities and
+   * resolves the image as `create()` does, and returns the {@link RunPlan} that `create()` would
+   * run. With `options.profile` it plans for another machine (no runtime needed here).
+   */
+  plan(spec: ContainerSpec, options?: PlanOptions): Promise<RunPlan>;
+  /** Validates the spec and creates a container from its plan; nothing runs until `start()`. */
   create(spec: ContainerSpec): Promise<Container>;
   /**
    * Starts a long-running container in the background (Docker: a detached container; Apptainer:
@@ -173,4 +233,6 @@ export interface ContainerExecutor {
   listServices(): Promise<ServiceSummary[]>;
   /** Stops every service and removes every container this executor started. */
   close(): Promise<void>;
+  /** The same as close(). */
+  [Symbol.asyncDispose](): Promise<void>;
 }

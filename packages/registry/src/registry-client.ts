@@ -5,6 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import {
   AbortedError,
   ContainerError,
+  type RegistryAccessOptions,
   RegistryAuthError,
   type RegistryCredentials,
   RegistryError,
@@ -41,35 +42,8 @@ import {
   TransportError,
 } from "./transport/http-request.js";
 
-export interface RegistryClientOptions {
-  /**
-   * Credentials for every registry this client talks to, or per registry host. Default (and for
-   * registries the function gives none for): the user's Docker config, `~/.docker/config.json`
-   * (`auths`, `credHelpers`, `credsStore`).
-   */
-  auth?: RegistryCredentials | ((registry: string) => RegistryCredentials | undefined);
-  /** Docker's client config to read credentials from; `false` reads none. Default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
-  dockerConfig?: string | false;
-  /** Extra CA certificates (PEM text or bytes) trusted for HTTPS registries, besides Node's bundle. */
-  ca?: string | Buffer | readonly (string | Buffer)[];
-  /**
-   * Registries (host[:port]) reached over plain HTTP. Loopback registries not listed are tried
-   * over HTTPS first and over HTTP when they answer in plain HTTP, as Docker does.
-   */
-  plainHttp?: readonly string[];
-  /** Retries of one request after a dropped connection, HTTP 429 or 5xx; default 4. */
-  retries?: number;
-  /** First wait before a retry (doubling, randomised, up to retryMaxDelayMs); default 250 ms. */
-  retryDelayMs?: number;
-  retryMaxDelayMs?: number;
-  /** A connection on which nothing moves for this long is dropped (and the request retried); default 60 000 ms. */
-  idleTimeoutMs?: number;
-  /** Layers fetched at once by a pull; default 3. */
-  concurrency?: number;
-  userAgent?: string;
-  /** Where DOCKER_CONFIG, HOME's config and credential helpers are looked up; default process.env. */
-  env?: NodeJS.ProcessEnv;
-}
+/** The client's options: core's {@link RegistryAccessOptions} (credentials, CA, plain-HTTP hosts, retries). */
+export type RegistryClientOptions = RegistryAccessOptions;
 
 /** An image found in a registry: what its manifest says, nothing fetched beyond it. */
 export interface RemoteImage {

@@ -1,13 +1,8 @@
-import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  checkLayerDecompression,
   type ImageArchive,
-  ImageArchiveError,
   type ImageId,
   readImageArchive,
   throwIfAborted,
@@ -15,7 +10,6 @@ import {
 import { type ConvertLayersOptions, checkCompression, convertLayers, OPERATION } from "./convert-layers.js";
 import { checkableByOffset, checkLayerDigests } from "./layer-digests.js";
 import { archiveLayerSource } from "./layer-source.js";
-import { checkLayerDecompression } from "./open-layer.js";
 
 export interface ConvertOptions extends Omit<ConvertLayersOptions, "prefetch" | "bootstrap"> {
   /** Where a stream input is spooled; default the OS temp folder. */
@@ -42,9 +36,10 @@ export interface ConvertResult {
  * thrown: ImageArchiveError for bad or hostile input, AbortedError, RuntimeUnavailableError when
  * sqfstar (or a decompressor) is missing, RuntimeError with sqfstar's stderr when it fails.
  *
- * A stream input is spooled to a temporary file first (under `tmpDir`): a docker-archive may put
- * its manifest after the layers, and the layers are read top-down, so one pass over a stream
- * cannot do.
+ * A stream input (or a path that is a FIFO or character device) is spooled to a temporary file
+ * first (under `tmpDir`): a docker-archive may put its manifest after the layers, and the layers
+ * are read top-down, so one pass over a stream cannot do. A disk that fills up gives IoError, and
+ * no partial file is left.
  */
 export async function convertArchiveToSif(
   archive: string | Readable | AsyncIterable<Buffer>,
@@ -53,23 +48,15 @@ export async function convertArchiveToSif(
 ): Promise<ConvertResult> {
   throwIfAborted(options.signal, OPERATION);
   checkCompression(options.compression);
-  if (typeof archive === "string") return convertFile(archive, outPath, options);
-  const spoolDir = await mkdtemp(join(options.tmpDir ?? tmpdir(), "contexec-sif-"));
+  const file = await archiveFile(archive, {
+    operation: OPERATION,
+    ...(options.tmpDir !== undefined && { tmpDir: options.tmpDir }),
+    ...(options.signal && { signal: options.signal }),
+  });
   try {
-    const spooled = join(spoolDir, "image.tar");
-    try {
-      await pipeline(archive, createWriteStream(spooled), {
-        ...(options.signal && { signal: options.signal }),
-      });
-    } catch (err) {
-      if (options.signal?.aborted) throw new AbortedError(OPERATION, { cause: options.signal.reason });
-      throw new ImageArchiveError(`cannot read the image archive stream: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    return await convertFile(spooled, outPath, options, "image.tar");
+    return await convertFile(file.path, outPath, options, file.spooled ? "image.tar" : file.path);
   } finally {
-    await rm(spoolDir, { recursive: true, force: true });
+    await file.remove();
   }
 }
 
@@ -83,6 +70,7 @@ async function convertFile(
   const archive = await readImageArchive(archivePath, {
     ...(options.tag !== undefined && { tag: options.tag }),
     ...(signal && { signal }),
+    ...(options.limits && { limits: options.limits }),
   });
   await checkLayerDecompression(archive.layers);
   const verify = options.verifyDigests ?? true;

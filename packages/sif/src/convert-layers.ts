@@ -1,18 +1,17 @@
-import { once } from "node:events";
 import { rm } from "node:fs/promises";
-import type { Writable } from "node:stream";
 import {
   AbortedError,
+  type ArchiveLimits,
   ContainerError,
   digestOf,
   ImageArchiveError,
   type ImageConfigFields,
   type ImageId,
+  IoError,
   RuntimeError,
   readImageConfig,
   throwIfAborted,
 } from "@contexec/core";
-import * as tar from "tar-stream";
 import { type FlattenPlan, planFlatten } from "./flatten-layers.js";
 import type { DigestCheck } from "./layer-digests.js";
 import { bufferLayerSource, type LayerSource } from "./layer-source.js";
@@ -41,6 +40,8 @@ export interface ConvertLayersOptions {
   processors?: number;
   /** Check each layer against its diff_id while streaming it (default true). */
   verifyDigests?: boolean;
+  /** Bounds on the layers (core's ArchiveLimits: uncompressed layer bytes, entries), as for an archive. */
+  limits?: Partial<ArchiveLimits>;
   /**
    * Layers whose headers the planning pass reads at once (top layer first); for layers from a
    * slow source such as a registry. Default 1: one after the other.
@@ -84,11 +85,13 @@ export function checkCompression(compression: string | undefined): void {
 
 /**
  * Converts an image given by its config and layer sources into a SIF at `outPath`, the way
- * {@link convertArchiveToSif} converts an archive (same flattening, metadata and layout, so the
- * same image gives the same root file system and the same id from either). The layers may come
- * from anywhere a {@link LayerSource} reads: `streamLayerSource` over registry blobs streams them
- * with nothing written to disk but the SIF. Writes exactly `outPath`; on any failure it is removed
- * and a typed error thrown (the sources' own errors, such as a registry's, pass as they are).
+ * {@link convertArchiveToSif} converts an archive: the same checks of every layer entry and the
+ * same limits (a pulled image is as hostile as any archive: the same entries are refused with the
+ * same errors), the same flattening, metadata and layout, so the same image gives the same root
+ * file system and the same id from either. The layers may come from anywhere a
+ * {@link LayerSource} reads: `streamLayerSource` over registry blobs streams them with nothing
+ * written to disk but the SIF. Writes exactly `outPath`; on any failure it is removed and a typed
+ * error thrown (the sources' own errors, such as a registry's, pass as they are).
  */
 export async function convertLayersToSif(
   input: ConvertLayersInput,
@@ -127,10 +130,10 @@ export async function convertLayers(
     bufferLayerSource("the generated Singularity metadata", metadata.top),
   ];
   // Pass 1 refuses hostile input before the output file exists.
-  const prefetched = prefetchHeaders(layers, options.prefetch ?? 1);
+  const prefetched = prefetchHeaders(layers, options.prefetch ?? 1, options.limits);
   let plan: FlattenPlan;
   try {
-    plan = await planFlatten(prefetched.layers, { signal });
+    plan = await planFlatten(prefetched.layers, { signal, limits: options.limits });
   } finally {
     prefetched.cancel();
   }
@@ -195,25 +198,21 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     offset: layout.partitionOffset,
     processors: input.processors ?? defaultProcessors(input.compression),
   });
-  const pack = tar.pack();
-  const inner = new AbortController();
   let firstError: unknown;
   const stop = (err: unknown) => {
     firstError ??= err;
     // sqfstar dies first, so it never sees the tar cut short and reports that instead.
     proc.kill();
-    inner.abort();
-    pack.destroy();
+    proc.stdin.destroy();
   };
   const onAbort = () => stop(new AbortedError(OPERATION, { cause: signal?.reason }));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const writing = writeFlattened(input.plan, input.layers, pack, {
+    const writing = writeFlattened(input.plan, input.layers, proc.stdin, {
       signal,
       onBytes: input.onBytes,
       verifyDigests: input.verify,
     }).catch(stop);
-    const pumping = pump(pack, proc.stdin, inner.signal).catch(stop);
     const squashing = proc.done.then(
       () => undefined,
       (err: unknown) => {
@@ -223,7 +222,7 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     );
     // A digest mismatch found by the worker stops everything at once.
     const checking = input.digests?.done.catch(stop);
-    const [, , sqfstarError] = await Promise.all([writing, pumping, squashing, checking]);
+    const [, sqfstarError] = await Promise.all([writing, squashing, checking]);
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     // sqfstar exiting with a status of its own (not killed by us) is the root cause of the rest.
     if (sqfstarError instanceof RuntimeError && sqfstarError.runtimeExitCode !== undefined)
@@ -232,40 +231,15 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     return await finishSif(outPath, layout, objects, { arch: input.arch }, { createdAt: input.buildTime });
   } catch (err) {
     proc.kill();
-    pack.destroy();
+    proc.stdin.destroy();
     await proc.done.catch(() => {});
     await rm(outPath, { force: true });
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     if (err instanceof ContainerError) throw err;
+    // The SIF header written in front of sqfstar's output failed: a full or read-only disk.
+    if (typeof (err as NodeJS.ErrnoException)?.code === "string") throw new IoError(OPERATION, outPath, err);
     throw new RuntimeError("sqfstar", `${OPERATION} failed: ${(err as Error).message}`, { cause: err });
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-}
-
-// Pack yields headers, padding and file pieces separately; writing each with its own syscall cost
-// more CPU than sqfstar's compression of small files. Batches of this size go out in one writev.
-const BATCH = 1024 * 1024;
-
-/** Copies the tar into sqfstar's stdin with backpressure, small chunks batched. */
-async function pump(pack: tar.Pack, stdin: Writable, signal: AbortSignal): Promise<void> {
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const flush = async () => {
-    stdin.cork();
-    let room = true;
-    for (const chunk of batch) room = stdin.write(chunk);
-    stdin.uncork();
-    batch = [];
-    batched = 0;
-    if (!room) await once(stdin, "drain", { signal });
-  };
-  for await (const chunk of pack as AsyncIterable<Buffer>) {
-    batch.push(chunk);
-    batched += chunk.length;
-    if (batched >= BATCH) await flush();
-  }
-  if (batched > 0) await flush();
-  stdin.end();
-  if (!stdin.writableFinished) await once(stdin, "finish", { signal });
 }

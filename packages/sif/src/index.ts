@@ -21,8 +21,8 @@ export {
   type StreamLayerInput,
   streamLayerSource,
 } from "./layer-source.js";
-export { decompressStream, type OpenedLayer, openLayer } from "./open-layer.js";
 export { type PrefetchedLayers, prefetchHeaders } from "./prefetch-headers.js";
+export { type ImageFiles, type ReadImageFilesOptions, readImageFiles } from "./read-image-files.js";
 export {
   alignUp,
   archOfSifCode,
@@ -77,10 +77,5 @@ export {
   type SquashfsCompression,
   sqfstarArgs,
 } from "./sqfstar.js";
-export {
-  OutputClosedError,
-  type PackHeader,
-  packHeader,
-  type WriteFlattenedOptions,
-  writeFlattened,
-} from "./write-flattened.js";
+export { encodeTar, OutputClosedError, TarWriter, type TarWriterOptions } from "./tar-writer.js";
+export { type WriteFlattenedOptions, writeFlattened } from "./write-flattened.js";

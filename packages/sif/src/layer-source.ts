@@ -3,15 +3,22 @@ import { open } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import {
   type ArchiveLayer,
+  bufferByteSource,
   ContainerError,
-  fileByteSource,
+  decompressStream,
   ImageArchiveError,
+  type LayerBudget,
   type LayerCompression,
+  type OpenedLayer,
+  openLayer,
+  type ReadTarOptions,
+  readLayerHeaders,
+  readLayerHeadersSync,
   readTarHeaders,
+  readTarHeadersSync,
   streamByteSource,
   type TarHeader,
 } from "@contexec/core";
-import { decompressStream, type OpenedLayer, openLayer } from "./open-layer.js";
 
 /**
  * One layer as the flattener sees it: its headers can be listed (the planning pass) and its
@@ -21,12 +28,21 @@ import { decompressStream, type OpenedLayer, openLayer } from "./open-layer.js";
 export interface LayerSource {
   /** Names the layer in errors and messages: `layer <member>`. */
   name: string;
+  /** The archive member holding the layer, when it comes from an archive. */
+  member?: string;
   /** The uncompressed layer's digest to check while streaming, when known. */
   diffId?: string | undefined;
   /** Bytes the layer takes in the archive (progress). */
   storedSize: number;
-  /** Entry headers in order, data skipped. */
-  readHeaders(): AsyncGenerator<TarHeader>;
+  /** Entry headers in order, data skipped; with a budget, bytes and entries are counted against its limits. */
+  readHeaders(options?: { budget?: LayerBudget }): AsyncGenerator<TarHeader>;
+  /**
+   * The same headers read synchronously, with the same budget, for a layer stored uncompressed
+   * (in a file, in memory): no promise per entry (a third of the planning pass's reading CPU). The
+   * caller gives the event loop its turns. A file is opened when iteration starts and closed when
+   * it ends or is abandoned.
+   */
+  readHeadersSync?(options?: { budget?: LayerBudget }): Generator<TarHeader>;
   /**
    * The uncompressed tar bytes. Attach consumers synchronously: the stream starts flowing on the
    * next tick.
@@ -52,7 +68,8 @@ export interface RandomAccess {
   /** First and end position of the layer's bytes. */
   start: number;
   end: number;
-  read(position: number, length: number): Promise<Buffer>;
+  /** `length` bytes at `position`: read into `into` when given (it must hold them), else a new buffer. */
+  read(position: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -65,41 +82,25 @@ export function archiveLayerSource(
   const name = `layer ${layer.member}`;
   return {
     name,
+    member: layer.member,
     diffId: layer.diffId,
     storedSize: layer.size,
-    async *readHeaders() {
-      if (layer.compression === "none") {
-        const source = await fileByteSource(archivePath, {
-          start: layer.dataOffset,
-          end: layer.dataOffset + layer.size,
-        });
-        try {
-          yield* readTarHeaders(source, { what: name });
-        } finally {
-          await source.close();
-        }
-        return;
-      }
-      const opened = openLayer(archivePath, layer, { ...(signal && { signal }) });
-      try {
-        yield* readTarHeaders(streamByteSource(opened.stream), { what: name });
-      } finally {
-        opened.destroy();
-      }
-    },
+    readHeaders: (options = {}) =>
+      readLayerHeaders(archivePath, layer, { ...options, ...(signal && { signal }) }),
     open: (onRawBytes) =>
       openLayer(archivePath, layer, { ...(signal && { signal }), ...(onRawBytes && { onRawBytes }) }),
     ...(layer.compression === "none" && {
+      readHeadersSync: (options = {}) => readLayerHeadersSync(archivePath, layer, options),
       async openRandomAccess(): Promise<RandomAccess> {
         const handle = await open(archivePath, "r");
         const end = layer.dataOffset + layer.size;
         return {
           start: layer.dataOffset,
           end,
-          async read(position, length) {
+          async read(position, length, into) {
             if (position < layer.dataOffset || position + length > end)
               throw new RangeError("read outside the layer");
-            const buf = Buffer.allocUnsafe(length);
+            const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
             let got = 0;
             while (got < length) {
               const { bytesRead } = await handle.read(buf, got, length - got, position + got);
@@ -117,12 +118,27 @@ export function archiveLayerSource(
 
 /** An uncompressed layer held in memory. */
 export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): LayerSource {
+  const tarOptions = (budget: LayerBudget | undefined): ReadTarOptions => ({
+    what: name,
+    ...(budget && { onBytes: (n: number) => budget.takeBytes(n, name) }),
+  });
   return {
     name,
     diffId,
     storedSize: tar.length,
-    async *readHeaders() {
-      yield* readTarHeaders(streamByteSource(Readable.from([tar])), { what: name });
+    async *readHeaders(options = {}) {
+      const { budget } = options;
+      for await (const header of readTarHeaders(streamByteSource(Readable.from([tar])), tarOptions(budget))) {
+        budget?.takeEntry(name, header.name);
+        yield header;
+      }
+    },
+    *readHeadersSync(options = {}) {
+      const { budget } = options;
+      for (const header of readTarHeadersSync(bufferByteSource(tar), tarOptions(budget))) {
+        budget?.takeEntry(name, header.name);
+        yield header;
+      }
     },
     open(onRawBytes) {
       const stream = new PassThrough();
@@ -141,10 +157,15 @@ export function bufferLayerSource(name: string, tar: Buffer, diffId?: string): L
   };
 }
 
+// Bytes after a stream layer's tar end marker are read in pieces of this size.
+const TRAILER_PIECE = 64 * 1024;
+
 /** A layer whose stored bytes come from a stream opened on demand (a registry blob), per pass. */
 export interface StreamLayerInput {
   /** Names the layer in errors: "layer sha256:ab12…". */
   name: string;
+  /** What errors name as the layer (ImageArchiveError's `member`): the blob digest of a registry layer. */
+  member?: string;
   /** The uncompressed layer's digest (the image config's rootfs.diff_ids): checked in both passes. */
   diffId: string | undefined;
   /** Size of the stored bytes. */
@@ -162,19 +183,24 @@ export interface StreamLayerInput {
 
 /**
  * A {@link LayerSource} over a stream source: the planning pass reads the whole layer (headers
- * parsed, the uncompressed bytes hashed and checked against `diffId`, the stored bytes read to
- * their end so the source can check its own digest) and the writing pass opens it again, unless
- * the bytes were kept in memory. Nothing goes to disk.
+ * parsed with the same checks and budget as an archive's layers, the uncompressed bytes hashed
+ * and checked against `diffId`, the stored bytes read to their end so the source can check its
+ * own digest) and the writing pass opens it again, unless the bytes were kept in memory. Nothing
+ * goes to disk.
  */
 export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal): LayerSource {
   let kept: Buffer[] | undefined;
-  const decompress = (raw: Readable) => decompressChecked(raw, input.compression, input.name, signal);
+  const { name } = input;
+  const member = input.member ?? name.replace(/^layer /, "");
+  const decompress = (raw: Readable) => decompressChecked(raw, input.compression, name, signal);
   return {
-    name: input.name,
+    name,
+    member,
     diffId: input.diffId,
     storedSize: input.storedSize,
     verifiedWhileListing: input.diffId?.startsWith("sha256:") === true,
-    async *readHeaders() {
+    async *readHeaders(options = {}) {
+      const { budget } = options;
       const raw = input.open("listing");
       const keep: Buffer[] | undefined = input.keepInMemory ? [] : undefined;
       if (keep) raw.on("data", (chunk: Buffer) => keep.push(chunk));
@@ -191,14 +217,26 @@ export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal)
       });
       // Hashing sees every uncompressed byte, end-of-archive blocks and padding included.
       const bytes = streamByteSource(stream, hash ? (chunk) => hash.update(chunk) : undefined);
+      const tarOptions: ReadTarOptions = {
+        what: name,
+        ...(budget && { onBytes: (n: number) => budget.takeBytes(n, member) }),
+      };
       let done = false;
       try {
-        yield* readTarHeaders(bytes, { what: input.name });
-        // What follows the tar's end marker still counts for both digests: read it out. A piece
-        // longer than what is left is refused once the stream has ended; any other failure stands.
+        for await (const header of readTarHeaders(bytes, tarOptions)) {
+          budget?.takeEntry(member, header.name);
+          yield header;
+        }
+        // What follows the tar's end marker still counts for both digests: read it out, within
+        // the budget (zeros after the end marker are a decompression bomb too). A piece longer
+        // than what is left is refused once the stream has ended; any other failure stands.
         try {
-          while ((await bytes.readExact(64 * 1024)) !== null) {}
+          for (let piece = await bytes.readExact(TRAILER_PIECE); piece !== null; ) {
+            budget?.takeBytes(piece.length, member);
+            piece = await bytes.readExact(TRAILER_PIECE);
+          }
         } catch (err) {
+          if (err instanceof ImageArchiveError && err.limit !== undefined) throw err;
           if (failure !== undefined || !ended) throw failure ?? err;
         }
         await opened.finished;
@@ -206,16 +244,22 @@ export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal)
           const actual = `sha256:${hash.digest("hex")}`;
           if (actual !== input.diffId) {
             throw new ImageArchiveError(
-              `${input.name} does not match its diff_id ${input.diffId} (content is ${actual})`,
+              `${name} does not match its diff_id ${input.diffId} (content is ${actual})`,
               {
-                entry: input.name.replace(/^layer /, ""),
+                entry: member,
               },
             );
           }
         }
         done = true;
-      } catch (err) {
-        throw opened.explain ? await opened.explain(err) : err;
+      } catch (caught) {
+        // A passed limit is refused as for an archive's layer, without reading on; otherwise the
+        // source's own error (a registry blob that does not match its digest) explains a broken
+        // stream best.
+        const limited = caught instanceof ImageArchiveError && caught.limit !== undefined;
+        const err = !limited && opened.explain ? await opened.explain(caught) : caught;
+        if (err instanceof ImageArchiveError) err.member ??= member;
+        throw err;
       } finally {
         if (!done) opened.destroy();
         await bytes.close();
@@ -236,7 +280,7 @@ export function streamLayerSource(input: StreamLayerInput, signal?: AbortSignal)
 }
 
 /**
- * Decompresses like decompressStream, with `explain`: corrupt bytes usually break the
+ * Decompresses like core's decompressStream, with `explain`: corrupt bytes usually break the
  * decompressor or the tar reader before the source has seen all of them, and the source's own
  * error ("does not match its digest") says more than "cannot be decompressed" or "not a tar".
  * The consumer never reads `raw` itself (an uncompressed layer goes through a PassThrough), so

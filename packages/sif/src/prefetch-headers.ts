@@ -1,4 +1,4 @@
-import type { TarHeader } from "@contexec/core";
+import { type ArchiveLimits, LayerBudget, type TarHeader } from "@contexec/core";
 import type { LayerSource } from "./layer-source.js";
 
 export interface PrefetchedLayers {
@@ -13,10 +13,17 @@ export interface PrefetchedLayers {
  * them (top layer first), so that layers from a slow source (a registry) download side by side
  * while the planner works through them one by one. Each layer's headers are kept in memory
  * until the planner takes them (a record per entry, as the plan keeps anyway); file data is
- * never kept. With `limit` 1 the layers are returned as they are.
+ * never kept. The reads ahead share one budget of `limits` (the one the planner would keep), so
+ * a decompression bomb stops while it is read ahead, with the same error. With `limit` 1 the
+ * layers are returned as they are.
  */
-export function prefetchHeaders(layers: readonly LayerSource[], limit: number): PrefetchedLayers {
+export function prefetchHeaders(
+  layers: readonly LayerSource[],
+  limit: number,
+  limits?: Partial<ArchiveLimits>,
+): PrefetchedLayers {
   if (limit <= 1 || layers.length <= 1) return { layers: [...layers], cancel: () => {} };
+  const budget = new LayerBudget(limits);
   const order = layers.map((_, i) => layers.length - 1 - i);
   const reads = new Map<number, Promise<TarHeader[]>>();
   let cancelled = false;
@@ -28,7 +35,7 @@ export function prefetchHeaders(layers: readonly LayerSource[], limit: number): 
     running++;
     read = (async () => {
       const headers: TarHeader[] = [];
-      const iterator = (layers[index] as LayerSource).readHeaders();
+      const iterator = (layers[index] as LayerSource).readHeaders({ budget });
       try {
         for await (const header of iterator) {
           if (cancelled) break;
@@ -50,12 +57,16 @@ export function prefetchHeaders(layers: readonly LayerSource[], limit: number): 
   };
   fill();
   return {
-    layers: layers.map((layer, index) => ({
-      ...layer,
-      async *readHeaders() {
-        yield* await start(index);
-      },
-    })),
+    // The budget was taken while reading ahead: the planner's is not taken again.
+    layers: layers.map(
+      (layer, index): LayerSource => ({
+        ...layer,
+        readHeadersSync: undefined,
+        async *readHeaders() {
+          yield* await start(index);
+        },
+      }),
+    ),
     cancel: () => {
       cancelled = true;
     },

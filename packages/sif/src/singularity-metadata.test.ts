@@ -1,12 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { parseImageConfig } from "@contexec/core";
+import { parseImageConfig, shellQuote } from "@contexec/core";
 import { listTar } from "@contexec/core/testing";
 import { describe, expect, it } from "vitest";
 import {
   dockerEnvironmentScript,
   labelDate,
   runscriptFor,
-  shellQuote,
   singularityMetadata,
 } from "./singularity-metadata.js";
 

@@ -1,8 +1,7 @@
 import { basename } from "node:path";
-import type { ImageArchive } from "@contexec/core";
-import * as tar from "tar-stream";
+import { type ImageArchive, shellQuote } from "@contexec/core";
 import type { FlatEntry } from "./flatten-layers.js";
-import { packHeader } from "./write-flattened.js";
+import { encodeTar } from "./tar-writer.js";
 
 /**
  * What Apptainer expects inside an image it runs natively, generated from the image config the
@@ -134,8 +133,8 @@ export async function singularityMetadata(
     type: "container",
   };
   return {
-    top: await tarOf(topEntries),
-    bottom: await tarOf(bottomEntries),
+    top: tarOf(topEntries),
+    bottom: tarOf(bottomEntries),
     deffile,
     ociConfig: Buffer.from(JSON.stringify(ociConfigOf(archive.configJson))),
     inspectMetadata: Buffer.from(JSON.stringify(inspectMetadata)),
@@ -144,22 +143,12 @@ export async function singularityMetadata(
 }
 
 /** A small tar of the given entries, held in memory. */
-async function tarOf(entries: [FlatEntry, string?][]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
-  })();
-  for (const [e, text] of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (e.kind === "file") pack.entry(packHeader(e), text ?? "", cb);
-      else (pack.entry(packHeader(e), cb) as unknown as { end(): void }).end();
-    });
-  }
-  pack.finalize();
-  await collected;
-  return Buffer.concat(chunks);
+function tarOf(entries: [FlatEntry, string?][]): Buffer {
+  return encodeTar(
+    entries.map(([entry, text]) =>
+      entry.kind === "file" ? { entry, data: Buffer.from(text ?? "") } : { entry },
+    ),
+  );
 }
 
 /**
@@ -225,15 +214,6 @@ export function labelDate(seconds: number): string {
   return `${DAYS[d.getUTCDay()]}_${two(d.getUTCDate())}_${MONTHS[d.getUTCMonth()]}_${d.getUTCFullYear()}_${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}_UTC`;
 }
 
-/**
- * A POSIX shell single-quoted word: the value exactly, whatever it holds. A quote inside is
- * written '"'"' rather than '\'': Apptainer 1.4's built-in shell, which evaluates the environment
- * scripts and runscript, reads '\'' as a backslash and a quote.
- */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'"'"'`)}'`;
-}
-
 /** A double-quoted word for `eval`: evaluates to the value exactly. */
 function evalQuote(value: string): string {
   return `"${value.replace(/[\\"$`]/g, "\\$&")}"`;
@@ -270,7 +250,7 @@ export function dockerEnvironmentScript(env: readonly string[]): string {
  * and CMD escaped so that only the run's own arguments are expanded.
  */
 export function runscriptFor(entrypoint: readonly string[], cmd: readonly string[]): string {
-  const literal = (words: readonly string[]) => words.map(shellQuote).join(" ");
+  const literal = (words: readonly string[]) => words.map((w) => shellQuote(w)).join(" ");
   const forEval = (words: readonly string[]) => words.map(evalQuote).join(" ");
   const lines = [
     "#!/bin/sh",

@@ -1,7 +1,7 @@
 import { stopSignalOf } from "@contexec/core";
 import { describe, expect, it } from "vitest";
 import { ApptainerExecutor, createBackend } from "./apptainer-executor.js";
-import { LogBuffer } from "./apptainer-service.js";
+import { LogBuffer } from "./run/apptainer-service.js";
 
 describe("createBackend", () => {
   it("makes an executor for apptainer and singularity", async () => {

@@ -1,59 +1,83 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  type BackendConfig,
   type ContainerExecutor,
   type ContainerSpec,
-  checkCapabilities,
-  type ExecutorConfig,
+  checkImageLayers,
+  defaultStateDir,
+  hostFacts,
+  type ImageArchive,
   type ImageId,
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  OwnerFolder,
+  openSideChannels,
+  type PlanOptions,
   type PullOptions,
+  type RegistryAccessOptions,
+  type RunPlan,
+  RuntimeError,
   type RuntimeInfo,
+  type RuntimeProfile,
   RuntimeUnavailableError,
   readImageArchive,
   registryReferenceOf,
   resolveWorkdir,
+  runCleanupSteps,
+  runPlanSteps,
   type ServiceOptions,
   type ServiceSummary,
+  SIDE_CHANNELS_NOTE,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
   UnsupportedError,
   validateSpec,
+  withoutSideChannels,
 } from "@contexec/core";
-import { RegistryClient, type RegistryClientOptions } from "@contexec/registry";
-import { execa } from "execa";
+import { RegistryClient } from "@contexec/registry";
+import { readImageFiles } from "@contexec/sif";
 import { onExit } from "signal-exit";
-import { ApptainerContainer } from "./apptainer-container.js";
-import { ApptainerService } from "./apptainer-service.js";
-import { planCgroups } from "./cgroup-limits.js";
-import { findBinary, findOnPath } from "./find-binary.js";
-import { type NumericUser, resolveUser } from "./image-user.js";
-import { NativeSifConverter } from "./native-converter.js";
-import { probeRuntime, type RuntimeProbe } from "./probe.js";
-import { pullIntoSifCache } from "./registry-pull.js";
+import { NativeSifConverter } from "./image/native-converter.js";
+import { pullIntoSifCache } from "./image/registry-pull.js";
+import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
+import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
+import { pathInSif, readFileInSif } from "./image/sif-paths.js";
 import {
-  type ApptainerCommand,
-  apptainerSpecChecks,
-  type RenderProbe,
-  renderApptainerCommand,
-  renderApptainerInstance,
-} from "./render-apptainer-command.js";
-import { runtimeProcessEnv } from "./runtime-env.js";
-import { parseRuntimeVersion, type RuntimeVersion } from "./runtime-version.js";
-import { defaultCacheDir, SifCache, type SifCacheEntry } from "./sif-cache.js";
-import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./sif-converter.js";
-import { pathInSif, readFileInSif } from "./sif-paths.js";
+  type ContainerRecord,
+  type ExecutorDetails,
+  OWNER_KIND,
+  ResourceLedger,
+  type ServiceRecord,
+} from "./owner/leftover-records.js";
+import { sweepLeftovers } from "./owner/sweep-leftovers.js";
+import {
+  type ApptainerImageFacts,
+  type ApptainerPlan,
+  type ApptainerPlannerFacts,
+  apptainerPlannerFacts,
+  planApptainerRun,
+} from "./plan/plan-apptainer-run.js";
+import { type ApptainerCommand, apptainerSpecChecks } from "./plan/render-apptainer-command.js";
+import { runtimeProcessEnv } from "./plan/runtime-env.js";
+import { findBinary, findOnPath } from "./probe/find-binary.js";
+import type { RuntimeProbe } from "./probe/interpret-probe.js";
+import { probeRuntime } from "./probe/probe.js";
+import { defaultProbeCacheDir, ProbeCache, probeKey } from "./probe/probe-cache.js";
+import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
+import { runTool } from "./process/run-tool.js";
+import { ApptainerContainer } from "./run/apptainer-container.js";
+import { ApptainerService } from "./run/apptainer-service.js";
+import { FifoPool } from "./run/fifo-stdio.js";
 
 export const CONVERTER_NAMES = ["native", "apptainer-build"] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];
@@ -82,10 +106,22 @@ export interface ApptainerExecutorOptions {
    * one: less privilege (no real root, no user switching, no own cgroups), squashfuse for SIFs.
    */
   userns?: boolean;
+  /**
+   * Where the executor keeps its owner record and the records of what it holds, so that a later
+   * executor can clean up after this process if it dies. Default: $CONTEXEC_STATE_DIR, else
+   * $XDG_RUNTIME_DIR/contexec, else $XDG_STATE_HOME/contexec, else ~/.local/state/contexec.
+   */
+  stateDir?: string;
   /** Where CONTEXEC_* and PATH are read from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Where probe findings are kept across processes (per user), so a fresh process starts no
+   * probe containers: a folder, or false for none. Default $XDG_CACHE_HOME/contexec/probe, else
+   * ~/.cache/contexec/probe.
+   */
+  probeCache?: string | false;
   /** How pullImage reaches registries (CA, plain-HTTP hosts, credentials, retries, layers at once); see @contexec/registry. */
-  registry?: RegistryClientOptions;
+  registry?: RegistryAccessOptions;
 }
 
 /**
@@ -109,6 +145,10 @@ export class ApptainerExecutor implements ContainerExecutor {
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
   #unhookTmp: (() => void) | undefined;
+  /** FIFOs for containers' standard streams, made ahead in the scratch folder. */
+  readonly #fifos = new FifoPool(() => this.#tmp());
+  /** This executor's owner folder (undefined where it could not be made: then nothing is recorded). */
+  #ownerFolder: OwnerFolder | undefined;
 
   constructor(options: ApptainerExecutorOptions = {}) {
     this.#options = options;
@@ -126,18 +166,39 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#binary;
   }
 
-  /** The probe's findings, measured once per executor (concurrent calls share one probe). */
-  probe(): Promise<RuntimeProbe> {
+  /**
+   * The probe's findings: measured once per executor (concurrent calls share one probe), and
+   * kept on disk for other processes under a key of what they depend on (the binary, its
+   * config, the kernel, the user, this process's cgroups), so a fresh process pays a few stat
+   * calls instead of the probe's container starts. `refresh` measures again.
+   */
+  probe(options: { refresh?: boolean } = {}): Promise<RuntimeProbe> {
+    if (options.refresh) this.#probe = undefined;
     this.#probe ??= (async () => {
       const binary = await this.binary();
+      // First use, even with the findings cached: sweep what dead executors left, make our folder.
+      await this.#tmp();
+      const cache = this.#probeCache();
+      const key = cache
+        ? await probeKey(binary, { env: this.#env, userns: this.#options.userns === true }).catch(
+            () => undefined,
+          )
+        : undefined;
+      if (cache && key && !options.refresh) {
+        const hit = await cache.get(key);
+        if (hit) return hit;
+      }
       const work = await mkdtemp(join(await this.#tmp(), "probe-"));
-      return probeRuntime({
+      const probe = await probeRuntime({
         binary,
         workDir: work,
         env: this.#env,
         ...(this.#options.probeTimeoutMs !== undefined && { timeoutMs: this.#options.probeTimeoutMs }),
         ...(this.#options.userns !== undefined && { userns: this.#options.userns }),
       });
+      await rm(work, { recursive: true, force: true });
+      if (cache && key) await cache.set(key, probe);
+      return probe;
     })();
     // A failed probe (runtime missing) is retried by the next call.
     this.#probe.catch(() => {
@@ -146,14 +207,45 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#probe;
   }
 
+  #probeCache(): ProbeCache | undefined {
+    const where = this.#options.probeCache;
+    if (where === false) return undefined;
+    return new ProbeCache(where ?? defaultProbeCacheDir(this.#env));
+  }
+
+  /**
+   * Forgets the probe's findings, here and on disk: the next run probes again. Called when the
+   * runtime itself failed a run, which may mean the machine changed under a cached probe.
+   */
+  async forgetProbe(): Promise<void> {
+    this.#probe = undefined;
+    const cache = this.#probeCache();
+    if (!cache) return;
+    const key = await probeKey(await this.binary(), {
+      env: this.#env,
+      userns: this.#options.userns === true,
+    }).catch(() => undefined);
+    if (key) await cache.delete(key);
+  }
+
   async info(): Promise<RuntimeInfo> {
     const probe = await this.probe();
     const converter = await this.#getConverter().catch(() => undefined);
+    const planner: ApptainerPlannerFacts = {
+      binary: probe.binary,
+      render: probe.render,
+      ...(probe.nsenter && { nsenter: probe.nsenter }),
+      ...(probe.cgroupLayout && { cgroupLayout: probe.cgroupLayout }),
+    };
     return {
       runtime: this.runtime,
       flavor: probe.flavor,
       version: probe.version,
+      privilege: probe.privilege,
       capabilities: probe.capabilities,
+      planner: planner as unknown as Record<string, unknown>,
+      host: hostFacts(),
+      probedAt: probe.probedAt,
       details: {
         ...probe.details,
         cacheDir: this.cache.dir,
@@ -186,49 +278,30 @@ export class ApptainerExecutor implements ContainerExecutor {
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     const reference = registryReferenceOf(archive);
     if (reference !== undefined)
-      return this.pullImage(reference, options.signal ? { signal: options.signal } : {});
+      return this.pullImage(reference, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
-    let path: string;
-    let spool: string | undefined;
-    if (typeof archive === "string") {
-      path = archive;
-    } else {
-      // Apptainer reads archives from files: a stream is written to a private file first.
-      spool = join(tmp, `spool-${randomBytes(8).toString("hex")}.tar`);
-      path = spool;
-      let bytesRead = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          bytesRead += chunk.length;
-          options.onProgress?.({ bytesRead });
-          cb(null, chunk);
-        },
-      });
-      try {
-        await pipeline(archive, count, createWriteStream(spool, { mode: 0o600 }), {
-          ...(options.signal && { signal: options.signal }),
-        });
-      } catch (err) {
-        await rm(spool, { force: true });
-        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
-        throw err;
-      }
-    }
+    // A stream, FIFO or device is copied to a private file first: Apptainer reads archives from files.
+    const file = await archiveFile(archive, { tmpDir: tmp, ...options });
     try {
-      const read = await readImageArchive(path, {
-        ...(options.signal && { signal: options.signal }),
-        ...(options.onProgress && spool === undefined && { onProgress: options.onProgress }),
+      const read = await readImageArchive(file.path, {
+        ...options,
+        ...(file.spooled && { onProgress: undefined }),
       });
+      // The same entry checks as every backend's, before converting (a cached image was checked then).
+      if (!(await this.hasImage(read.id))) await checkImageLayers(file.path, read, options);
       const converter = await this.#getConverter();
-      await this.cache.ensure(read, path, converter, {
+      await this.cache.ensure(read, file.path, converter, {
         tmpDir: tmp,
         ...(options.signal && { signal: options.signal }),
       });
       return read.id;
     } finally {
-      if (spool) await rm(spool, { force: true });
+      await file.remove();
     }
   }
 
@@ -241,7 +314,16 @@ export class ApptainerExecutor implements ContainerExecutor {
    * spec and checks capabilities exactly as create() does.
    */
   async renderCommand(spec: ContainerSpec): Promise<ApptainerCommand> {
-    return (await this.#plan(spec, "dry-run")).command;
+    return (await this.#plan(spec, {}, randomBytes(32).toString("hex"))).command;
+  }
+
+  /**
+   * The plan of a run (see ContainerExecutor.plan): validated, capabilities checked, the image
+   * found in the cache (or, with `options.archive`, read from the archive: no runtime needed
+   * with `options.profile`). Nothing is made on disk.
+   */
+  async plan(spec: ContainerSpec, options: PlanOptions = {}): Promise<RunPlan> {
+    return (await this.#plan(spec, options, randomBytes(32).toString("hex"))).plan;
   }
 
   /**
@@ -251,24 +333,48 @@ export class ApptainerExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
+    if (spec.hostCommands || spec.supervision)
+      throw new UnsupportedError(
+        "side-channels",
+        "hostCommands and supervision are not offered for Apptainer services yet",
+      );
     const name = serviceName(spec.name, options);
-    const plan = await this.#plan({ ...spec, name }, randomBytes(32).toString("hex"), { instance: name });
-    if (!plan.instance) throw new Error("unreachable: a service plan has instance commands");
+    const id = randomBytes(32).toString("hex");
+    const planned = await this.#plan({ ...spec, name }, {}, id, name);
+    const { plan, instance } = planned;
+    if (!instance) throw new Error("unreachable: a service plan has instance commands");
+    const facts = apptainerPlannerFacts(await this.info());
+    // Recorded before anything exists: a crash from here on leaves nothing a sweep cannot find.
+    const ledger = this.#ledger<ServiceRecord>(`service-${id.slice(0, 16)}`);
+    await ledger.write({ kind: "service", name, startCwd: plan.command.cwd, scratch: planned.scratch });
+    await runPlanSteps(plan.before).catch(async (err) => {
+      await runCleanupSteps(plan.after);
+      await ledger.forget();
+      throw new RuntimeError(
+        this.runtime,
+        `cannot prepare the service's scratch folder: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    });
     const service = new ApptainerService({
       name,
-      start: plan.instance.start,
-      main: plan.instance.main,
-      processEnv: plan.processEnv,
+      start: instance.start,
+      main: instance.main,
+      processEnv: plan.command.env,
       baseEnv: runtimeProcessEnv(this.#env),
-      render: plan.probe.render,
-      binary: plan.probe.binary,
+      render: facts.render,
+      binary: facts.binary,
       runtime: this.runtime,
       network: spec.network,
-      stopSignal: stopSignalOf(plan.entry.config.stopSignal),
-      fifoDir: await this.#tmp(),
+      stopSignal: stopSignalOf(plan.process.stopSignal),
+      fifoDir: this.#fifos,
+      startCwd: plan.command.cwd,
+      ledger,
       onStopped: (s) => {
         this.#services.delete(s);
-        if (plan.homeSource) void rm(plan.homeSource, { recursive: true, force: true });
+        void runCleanupSteps(plan.after).then(() => ledger.forget());
       },
     });
     this.#services.add(service);
@@ -291,26 +397,50 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
-    const { command, id, probe, entry, processEnv, cgroups, homeSource } = await this.#plan(
-      spec,
-      randomBytes(32).toString("hex"),
-    );
+    this.#fifos.warm();
+    const id = randomBytes(32).toString("hex");
+    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
+    // The side channels' folders and mounts first: the plan is of the plain spec they give.
+    const sideChannels = await openSideChannels(valid, { scratchDir: await this.#tmp() });
+    let planned: ApptainerPlan;
+    try {
+      const entry = await this.image(valid.image);
+      planned = await this.#plan(sideChannels.applyTo(valid, entry.config), {}, id);
+      const name = planned.plan.spec.name;
+      if (name !== undefined && [...this.#containers].some((c) => c.name === name)) {
+        throw new InvalidSpecError([
+          {
+            path: "name",
+            message: `a container named "${name}" already exists in this executor; remove it first`,
+          },
+        ]);
+      }
+      this.#assertOpen();
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
+    }
+    const { plan, command, cgroups, scratch } = planned;
     this.#assertOpen();
+    const profile = await this.info();
     const container = new ApptainerContainer({
       id,
-      spec,
+      spec: plan.spec,
+      run: plan,
       command,
-      processEnv,
       runtime: this.runtime,
-      stopSignal: stopSignalOf(entry.config.stopSignal),
-      exec: probe.capabilities.exec,
-      nsenter: probe.nsenter,
-      fifoDir: await this.#tmp(),
+      stopSignal: stopSignalOf(plan.process.stopSignal),
+      exec: profile.capabilities.exec,
+      nsenter: apptainerPlannerFacts(profile).nsenter,
+      fifoDir: this.#fifos,
       cgroups,
+      scratch,
+      ledger: this.#ledger<ContainerRecord>(`container-${id.slice(0, 16)}`),
+      sideChannels,
       onRemoved: (c) => {
         this.#containers.delete(c);
-        if (homeSource) void rm(homeSource, { recursive: true, force: true });
       },
+      onRuntimeFailure: () => void this.forgetProbe().catch(() => {}),
     });
     this.#containers.add(container);
     return container;
@@ -333,91 +463,140 @@ export class ApptainerExecutor implements ContainerExecutor {
       if (dir) await rm(dir, { recursive: true, force: true });
       this.#unhookTmp?.();
     }
-  }
-
-  async #plan(spec: ContainerSpec, id: string, service?: { instance: string }) {
-    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
-    const probe = await this.probe();
-    checkCapabilities(valid, probe.capabilities, this.runtime);
-    const entry = await this.image(valid.image);
-    if (valid.name !== undefined && [...this.#containers].some((c) => c.name === valid.name)) {
-      throw new InvalidSpecError([
-        {
-          path: "name",
-          message: `a container named "${valid.name}" already exists in this executor; remove it first`,
-        },
-      ]);
-    }
-    const workdir = resolveWorkdir(entry.config, valid);
-    const createWorkdir = !(await this.#workdirExists(entry, workdir));
-    // Limits through cgroups of our own: the container sees them at /sys/fs/cgroup, its OOM kills
-    // are counted after it ends (Apptainer removes the cgroups it makes), and the runtime's own
-    // processes (starter, squashfuse) stay outside, neither charged nor OOM-killed.
-    const cgroups =
-      !service && probe.render.ownCgroups && probe.cgroupLayout
-        ? planCgroups(
-            probe.cgroupLayout,
-            `contexec-${id.slice(0, 16)}`,
-            { memoryBytes: valid.resources?.memoryBytes, cpus: valid.resources?.cpus },
-            join(await this.#tmp(), "cgroup-mount-points"),
-          )
-        : undefined;
-    const user = await this.#user(valid, entry, probe);
-    // HOME's private folder (see renderApptainerCommand); a dry run names one without making it.
-    const tmp = await this.#tmp();
-    const homeSource = id === "dry-run" ? join(tmp, "home") : await mkdtemp(join(tmp, "home-"));
-    const renderOptions = {
-      ...(user && { user }),
-      binary: probe.binary,
-      createWorkdir,
-      homeSource,
-      ...(cgroups && { cgroup: { binds: cgroups.binds } }),
-    };
-    const command = renderApptainerCommand(valid, entry.config, probe.render, entry.sifPath, renderOptions);
-    const instance = service
-      ? renderApptainerInstance(
-          valid,
-          entry.config,
-          serviceRender(valid, probe.render),
-          entry.sifPath,
-          service.instance,
-          renderOptions,
-        )
-      : undefined;
-    return {
-      instance,
-      id,
-      probe,
-      entry,
-      command,
-      cgroups,
-      renderOptions,
-      homeSource: id === "dry-run" ? undefined : homeSource,
-      processEnv: runtimeProcessEnv(this.#env, command.env),
-    };
+    await this.#ownerFolder?.remove();
   }
 
   /**
-   * The user to run as, numeric: spec.user, else the image's USER (as Docker), where the runtime
-   * can switch users. Without that capability the image's USER is not honoured (the container
-   * runs as the caller); spec.user was already refused or ignored by checkCapabilities.
+   * Removes what Apptainer executors of dead processes on this host left behind (instances,
+   * container processes, cgroups, scratch folders; see {@link sweepLeftovers}). Every executor
+   * does this once before it makes anything; this runs it again, now.
    */
-  async #user(
+  async sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers({
+      stateDir: this.#stateDir(),
+      binary: await this.binary().catch(() => undefined),
+      env: this.#env,
+      caches: [this.cache],
+    });
+  }
+
+  #stateDir(): string {
+    return this.#options.stateDir ?? defaultStateDir(this.#env);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #plan(
     spec: ContainerSpec,
-    entry: SifCacheEntry,
-    probe: RuntimeProbe,
-  ): Promise<NumericUser | undefined> {
-    if (!probe.capabilities.user.supported) return undefined;
-    const wanted = spec.user ?? (entry.config.user || undefined);
-    if (wanted === undefined) return undefined;
-    const field = spec.user !== undefined ? "user" : "image USER";
-    if (/^\d+(:\d+)?$/.test(wanted) && wanted.includes(":"))
-      return resolveUser(wanted, undefined, undefined, field);
+    options: PlanOptions,
+    id: string,
+    instance?: string,
+  ): Promise<ApptainerPlan> {
+    throwIfAborted(options.signal, "planning the run");
+    const given = await validateSpec(spec, {
+      extraChecks: apptainerSpecChecks,
+      checkHostPaths: options.checkHostPaths !== false,
+    });
+    // Side channels are served by the executor while the container runs: create() opens them and
+    // plans the plain spec they give; a plan of the spec itself leaves them out and says so.
+    const valid = withoutSideChannels(given);
+    const profile = options.profile ?? (await this.info());
+    const image = await this.#imageFacts(valid, profile, options);
+    // Planned for this machine: the scratch folder lives in the executor's own (gone with it,
+    // even when the process dies); for another machine, in its temp folder.
+    const scratchDir = options.profile
+      ? join(this.#options.tmpDir ?? "/tmp", `contexec-${id.slice(0, 16)}`)
+      : join(await this.#tmp(), `c-${id.slice(0, 16)}`);
+    const planned = planApptainerRun({
+      spec: valid,
+      runtime: this.runtime,
+      profile,
+      image,
+      id,
+      scratchDir,
+      runtimeEnv: runtimeProcessEnv(this.#env),
+      ...(instance !== undefined && { instance }),
+    });
+    if (given !== valid) planned.plan.notes.push(SIDE_CHANNELS_NOTE);
+    return planned;
+  }
+
+  /**
+   * What planning needs to know of the image: from the cache when it is there, else from
+   * `options.archive` (read here, no runtime needed): its config, whether the working folder
+   * exists in it, and its passwd and group files when a user name must be resolved.
+   */
+  async #imageFacts(
+    spec: ContainerSpec,
+    profile: RuntimeProfile,
+    options: PlanOptions,
+  ): Promise<ApptainerImageFacts> {
+    let archive: ImageArchive | undefined;
+    if (options.archive !== undefined) {
+      archive = await readImageArchive(options.archive, options.signal ? { signal: options.signal } : {});
+      if (
+        spec.image !== archive.id &&
+        !archive.repoTags.some((t) => normalizeTag(t) === normalizeTag(spec.image))
+      ) {
+        throw new InvalidSpecError([
+          {
+            path: "image",
+            message: `${spec.image} is neither the id nor a tag of the archive ${options.archive} (${archive.id}${archive.repoTags.length ? `, ${archive.repoTags.join(", ")}` : ""})`,
+          },
+        ]);
+      }
+    }
+    const entry = await this.cache.lookup(archive?.id ?? spec.image).catch(() => undefined);
+    const config = entry?.config ?? archive?.config;
+    if (!config) throw new ImageNotFoundError(spec.image);
+    const workdir = resolveWorkdir(config, spec);
+    const wanted = spec.user ?? (config.user || undefined);
+    const needDatabases =
+      profile.capabilities.user.supported && wanted !== undefined && !/^\d+:\d+$/.test(wanted);
+    const files = needDatabases ? ["/etc/passwd", "/etc/group"] : [];
+    let workdirExists: boolean;
+    let found: Map<string, string>;
+    if (entry) {
+      [workdirExists, found] = await Promise.all([
+        this.#workdirExists(entry, workdir),
+        this.#readInSif(entry, files),
+      ]);
+    } else {
+      const facts = await readImageFiles(options.archive as string, {
+        exists: [workdir],
+        read: files,
+        ...(options.signal && { signal: options.signal }),
+      });
+      workdirExists = workdir === "/" || facts.exists.get(workdir) === true;
+      found = facts.files;
+    }
+    const passwd = found.get("/etc/passwd");
+    const group = found.get("/etc/group");
+    return {
+      id: (entry?.id ?? archive?.id) as ImageId,
+      config,
+      tags: entry?.repoTags ?? archive?.repoTags ?? [],
+      sifPath: entry?.sifPath ?? this.cache.paths((archive as ImageArchive).id).sif,
+      present: entry !== undefined,
+      ...(options.archive !== undefined && { archive: options.archive }),
+      workdirExists,
+      ...(passwd !== undefined && { passwd }),
+      ...(group !== undefined && { group }),
+    };
+  }
+
+  async #readInSif(entry: SifCacheEntry, paths: string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    if (paths.length === 0) return found;
     const unsquashfs = await findOnPath("unsquashfs", this.#env.PATH ?? "/usr/bin:/bin");
-    const read = (path: string) =>
-      unsquashfs ? readFileInSif(unsquashfs, entry.sifPath, path) : Promise.resolve(undefined);
-    const [passwd, group] = await Promise.all([read("/etc/passwd"), read("/etc/group")]);
-    return resolveUser(wanted, passwd, group, field);
+    if (!unsquashfs) return found;
+    for (const p of paths) {
+      const text = await readFileInSif(unsquashfs, entry.sifPath, p);
+      if (text !== undefined) found.set(p, text);
+    }
+    return found;
   }
 
   /** False only when the folder is known to be missing from the image. */
@@ -459,12 +638,9 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   #runtimeVersion(binary: string): Promise<RuntimeVersion> {
     this.#version ??= (async () => {
-      const r = await execa(binary, ["--version"], {
+      const r = await runTool([binary, "--version"], {
         env: runtimeProcessEnv(this.#env),
-        extendEnv: false,
-        reject: false,
-        timeout: 10_000,
-        stdin: "ignore",
+        timeoutMs: 10_000,
       });
       if (r.exitCode !== 0) {
         throw new RuntimeUnavailableError(
@@ -477,22 +653,41 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#version;
   }
 
+  /**
+   * The executor's scratch folder, made on first use: after a sweep of what dead executors left
+   * behind, and with this executor's owner folder, which records it.
+   */
   #tmp(): Promise<string> {
     this.#tmpRoot ??= (async () => {
+      await this.sweepLeftovers().catch(() => undefined);
       const base = this.#options.tmpDir ?? tmpdir();
       await mkdir(base, { recursive: true });
       const dir = await mkdtemp(join(base, "contexec-apptainer-"));
-      // An executor never closed (its process exited first) leaves no scratch folder behind.
+      const details: ExecutorDetails = { runtime: this.runtime, tmpRoot: dir };
+      // Without an owner folder (a read-only home, say) everything still works; only a crash's
+      // leftovers wait for a person.
+      this.#ownerFolder = await OwnerFolder.create(this.#stateDir(), OWNER_KIND, { ...details }).catch(
+        () => undefined,
+      );
+      // An executor never closed (its process exited first) leaves no scratch folder behind; its
+      // owner folder stays while it held anything, for the next executor's sweep (cgroups of
+      // containers killed on the way out are still busy now).
       this.#unhookTmp = onExit(() => {
         try {
           rmSync(dir, { recursive: true, force: true });
         } catch {
           // nothing more can be done on the way out
         }
+        if (this.#containers.size === 0 && this.#services.size === 0) this.#ownerFolder?.removeSync();
       });
       return dir;
     })();
     return this.#tmpRoot;
+  }
+
+  /** The record keeper of one resource of this executor (its owner folder must exist: after #tmp()). */
+  #ledger<R extends ContainerRecord | ServiceRecord>(name: string): ResourceLedger<R> {
+    return new ResourceLedger<R>(this.#ownerFolder, name);
   }
 
   #assertOpen(): void {
@@ -516,11 +711,19 @@ const CONFIG_KEYS = new Set([
   "lockStaleMs",
   "probeTimeoutMs",
   "userns",
+  "probeCache",
+  "stateDir",
   "registry",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
-export async function createBackend(config: ExecutorConfig): Promise<ApptainerExecutor> {
+export async function createBackend(config: BackendConfig): Promise<ApptainerExecutor> {
+  validateConfig(config);
+  return new ApptainerExecutor(config as ApptainerExecutorOptions);
+}
+
+/** Checks an apptainer/singularity executor config; throws InvalidConfigError listing every problem. */
+export function validateConfig(config: BackendConfig): void {
   const issues: string[] = [];
   for (const key of Object.keys(config)) {
     if (!CONFIG_KEYS.has(key)) issues.push(`unknown option "${key}" (known: ${[...CONFIG_KEYS].join(", ")})`);
@@ -528,7 +731,7 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   if (config.runtime !== "apptainer" && config.runtime !== "singularity") {
     issues.push(`runtime must be "apptainer" or "singularity", not "${String(config.runtime)}"`);
   }
-  for (const key of ["binary", "cacheDir", "tmpDir"] as const) {
+  for (const key of ["binary", "cacheDir", "tmpDir", "stateDir"] as const) {
     const v = config[key];
     if (v !== undefined && (typeof v !== "string" || v === ""))
       issues.push(`${key} must be a non-empty string`);
@@ -540,6 +743,13 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   }
   if (config.userns !== undefined && typeof config.userns !== "boolean")
     issues.push("userns must be a boolean");
+  const probeCache = config.probeCache;
+  if (
+    probeCache !== undefined &&
+    probeCache !== false &&
+    (typeof probeCache !== "string" || probeCache === "")
+  )
+    issues.push("probeCache must be a folder or false");
   const converter = config.converter;
   if (
     converter !== undefined &&
@@ -554,26 +764,4 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   }
   if (issues.length > 0)
     throw new InvalidConfigError(`invalid ${String(config.runtime)} executor config: ${issues.join("; ")}`);
-  return new ApptainerExecutor(config as ApptainerExecutorOptions);
-}
-
-/**
- * How a service's instance applies limits: the library's own cgroups follow one process tree,
- * an instance is several (its init, the command, every exec), so it uses Apptainer's own
- * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept.
- */
-function serviceRender(spec: ContainerSpec, render: RenderProbe): RenderProbe {
-  const native = render.dockerCaps;
-  const r = spec.resources;
-  const lacking = [
-    ...(r?.memoryBytes !== undefined && !native ? ["resources.memoryBytes"] : []),
-    ...(r?.cpus !== undefined && !native ? ["resources.cpus"] : []),
-  ];
-  if (lacking.length > 0 && spec.unsupported !== "ignore") {
-    throw new UnsupportedError(
-      lacking[0] === "resources.memoryBytes" ? "memory-limit" : "cpu-limit",
-      `spec.${lacking[0]} cannot be kept for a service (an Apptainer instance) here: only root without --userns can limit an instance. Remove it, or set spec.unsupported to "ignore"`,
-    );
-  }
-  return { ...render, ownCgroups: false, memoryLimit: native, cpuLimit: native };
 }

@@ -1,4 +1,3 @@
-export { ApptainerContainer, type ContainerPlan } from "./apptainer-container.js";
 export {
   ApptainerExecutor,
   type ApptainerExecutorOptions,
@@ -6,39 +5,9 @@ export {
   type ConverterName,
   createApptainerExecutor,
   createBackend,
+  validateConfig,
 } from "./apptainer-executor.js";
-export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./apptainer-service.js";
-export {
-  BINARY_ENV,
-  binaryCandidates,
-  type FindBinaryOptions,
-  findBinary,
-  findOnPath,
-} from "./find-binary.js";
-export { NativeSifConverter } from "./native-converter.js";
-export { interfacesOf, type ProbeOptions, parseLimits, probeRuntime, type RuntimeProbe } from "./probe.js";
-export {
-  type ApptainerCommand,
-  apptainerSpecChecks,
-  DOCKER_DEFAULT_CAPS,
-  gpuEnv,
-  type InstanceCommands,
-  type RenderOptions,
-  type RenderProbe,
-  renderApptainerCommand,
-  renderApptainerInstance,
-  renderInstanceExec,
-} from "./render-apptainer-command.js";
-export { runtimeProcessEnv } from "./runtime-env.js";
-export {
-  configPrefixOf,
-  envPrefixOf,
-  parseRuntimeVersion,
-  RUNTIME_FLAVORS,
-  type RuntimeFlavor,
-  type RuntimeVersion,
-  versionAtLeast,
-} from "./runtime-version.js";
+export { NativeSifConverter } from "./image/native-converter.js";
 export {
   checkSif,
   defaultCacheDir,
@@ -50,7 +19,7 @@ export {
   SifCache,
   type SifCacheEntry,
   type SifCacheOptions,
-} from "./sif-cache.js";
+} from "./image/sif-cache.js";
 export {
   ApptainerBuildConverter,
   type ApptainerBuildConverterOptions,
@@ -58,5 +27,61 @@ export {
   type SifConverter,
   type SifConvertInput,
   type SifConvertOptions,
-} from "./sif-converter.js";
-export { classifyRuntimeFailure, fatalMessage, type RuntimeFailure, StreamTail } from "./stderr-tail.js";
+} from "./image/sif-converter.js";
+export { type SweepOptions, sweepLeftovers } from "./owner/sweep-leftovers.js";
+export {
+  CONTAINER_ENV_SCRIPT_TARGET,
+  type ContainerEnvScriptInput,
+  READONLY_RUNTIME_VARIABLES,
+  RUNTIME_VARIABLES,
+  renderContainerEnvScript,
+} from "./plan/container-env-script.js";
+export {
+  type ApptainerCommand,
+  apptainerSpecChecks,
+  DOCKER_DEFAULT_CAPS,
+  gpuEnv,
+  type InstanceCommands,
+  type RenderOptions,
+  type RenderProbe,
+  renderApptainerCommand,
+  renderApptainerInstance,
+  renderInstanceExec,
+} from "./plan/render-apptainer-command.js";
+export { runtimeProcessEnv } from "./plan/runtime-env.js";
+export {
+  BINARY_ENV,
+  binaryCandidates,
+  type FindBinaryOptions,
+  findBinary,
+  findOnPath,
+} from "./probe/find-binary.js";
+export {
+  chooseStartMode,
+  type ExecObservation,
+  interfacesOf,
+  interpretProbe,
+  type OwnCgroupsObservation,
+  type ProbeObservations,
+  parseLimits,
+  type RunRecord,
+  type RuntimeProbe,
+} from "./probe/interpret-probe.js";
+export { observeRuntime, type ProbeOptions, probeRuntime } from "./probe/probe.js";
+export {
+  configPrefixOf,
+  envPrefixOf,
+  parseRuntimeVersion,
+  RUNTIME_FLAVORS,
+  type RuntimeFlavor,
+  type RuntimeVersion,
+  versionAtLeast,
+} from "./probe/runtime-version.js";
+export {
+  classifyRuntimeFailure,
+  fatalMessage,
+  type RuntimeFailure,
+  StreamTail,
+} from "./process/stderr-tail.js";
+export { ApptainerContainer, type ContainerPlan } from "./run/apptainer-container.js";
+export { ApptainerService, LogBuffer, parseInstanceList, type ServicePlan } from "./run/apptainer-service.js";
