@@ -4,21 +4,30 @@ import { type PullProgress, RegistryAuthError, RegistryError, runContainer } fro
 import { RegistryClient } from "@contexec/registry";
 import { pushUniqueImage, type UniqueImage } from "@contexec/registry/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { DockerExecutor } from "./docker-executor.js";
 
+const gate = runtimeGate("docker");
 const registries = inject("registries");
-const skipReason = registries === null ? ` (skipped: ${inject("registriesUnavailable")})` : "";
+// The Docker backend's cases: skipped by name where Docker is not tested, then where there is no
+// test registry, each saying why.
+const skipReason = gate.skip
+  ? ` (skipped: ${gate.reason})`
+  : registries === null
+    ? ` (skipped: ${inject("registriesUnavailable")})`
+    : "";
 const busybox = join(process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir"), "busybox.tar");
 const run = randomBytes(3).toString("hex");
 
-describe.skipIf(registries === null)(`Docker's pullImage from real registries${skipReason}`, () => {
+describe.skipIf(skipReason !== "")(`Docker's pullImage from real registries${skipReason}`, () => {
   const regs = registries as NonNullable<typeof registries>;
-  const executor = new DockerExecutor();
+  let executor: DockerExecutor;
   let plain: UniqueImage;
   let token: UniqueImage;
   const tokenAuth = () => ({ username: regs.token.username, password: regs.token.password });
 
   beforeAll(async () => {
+    executor = new DockerExecutor();
     const client = new RegistryClient({ dockerConfig: false, auth: tokenAuth() });
     try {
       plain = await pushUniqueImage(client, `${regs.plain.host}/${run}/unique:1`, busybox);
@@ -28,9 +37,9 @@ describe.skipIf(registries === null)(`Docker's pullImage from real registries${s
     }
   });
   afterAll(async () => {
-    await executor.close();
     // These images are this run's own (a random layer): removing them touches no one else's.
     for (const image of [plain, token]) if (image) await executor.removeImage(image.id).catch(() => {});
+    await executor?.close();
   });
 
   it("pulls by tag through the daemon: the ImageId is the config digest, and the reference names the image", async () => {

@@ -125,9 +125,9 @@ export async function convertLayers(
     { source: input.source, buildTime, ...(options.bootstrap && { bootstrap: options.bootstrap }) },
   );
   const layers: LayerSource[] = [
-    bufferLayerSource("the generated mount points", metadata.bottom),
+    generatedLayer("the generated mount points", metadata.bottom),
     ...input.layers,
-    bufferLayerSource("the generated Singularity metadata", metadata.top),
+    generatedLayer("the generated Singularity metadata", metadata.top),
   ];
   // Pass 1 refuses hostile input before the output file exists.
   const prefetched = prefetchHeaders(layers, options.prefetch ?? 1, options.limits);
@@ -168,6 +168,20 @@ export async function convertLayers(
   });
   options.onProgress?.({ bytesRead: totalBytes, totalBytes });
   return { id: digestOf(input.configJson), config, sifBytes, droppedDevices: plan.droppedDevices };
+}
+
+/**
+ * A layer the converter adds: not the image's, so outside its limits (a limit counts what the
+ * image holds, as core's checkImageLayers counts it, and names the same entry when passed).
+ */
+function generatedLayer(name: string, tar: Buffer): LayerSource {
+  const layer = bufferLayerSource(name, tar);
+  const sync = layer.readHeadersSync?.bind(layer);
+  return {
+    ...layer,
+    readHeaders: () => layer.readHeaders(),
+    ...(sync && { readHeadersSync: () => sync() }),
+  };
 }
 
 interface WriteSifInput {
