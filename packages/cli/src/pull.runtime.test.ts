@@ -108,8 +108,8 @@ describe.skipIf(noRegistry !== "" || RUNTIMES.length === 0)(
         expect(again.code, again.stderr).toBe(0);
         expect(JSON.parse(again.stdout)).toMatchObject({ id: image.id, reference: image.reference, runtime });
         // Nothing fetched again (Docker's daemon says nothing per layer for an image it has).
-      expect(again.stderr).not.toContain("downloading");
-      if (runtime === "apptainer") expect(again.stderr).toContain("  already here");
+        expect(again.stderr).not.toContain("downloading");
+        if (runtime === "apptainer") expect(again.stderr).toContain("  already here");
       });
 
       it("runs a job whose image is docker://REF, pulling it first, and plans it once it is here", async () => {

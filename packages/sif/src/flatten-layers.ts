@@ -191,8 +191,7 @@ class FlattenPlanner {
     for (const [targetPath, references] of this.pending) {
       const found = entries.get(targetPath);
       if (found) {
-        if (found.kind === "directory")
-          throw linkToFolder(references[0] as LowerReference, targetPath);
+        if (found.kind === "directory") throw linkToFolder(references[0] as LowerReference, targetPath);
         for (const r of references) r.resolved = found;
         continue;
       }
