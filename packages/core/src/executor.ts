@@ -1,5 +1,6 @@
 import type { Readable, Writable } from "node:stream";
 import type { ArchiveLimits } from "./archive/layer-entries.js";
+import type { LoadProgress } from "./archive/load-progress.js";
 import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
 import type { Supervision } from "./side-channels/supervisor-files.js";
@@ -35,8 +36,11 @@ export interface RuntimeInfo extends RuntimeProfile {
 
 export interface LoadOptions {
   signal?: AbortSignal;
-  /** Called as bytes of the archive are read. `totalBytes` is known for paths, not streams. */
-  onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /**
+   * Called as the load goes: its stage and bytes done of a total that covers every pass over the
+   * archive (see {@link LoadProgress}); `done` last, also for an image that was there already.
+   */
+  onProgress?: (progress: LoadProgress) => void;
   /**
    * Bounds on the archive, each with a generous default (see {@link ArchiveLimits}): past one,
    * loadImage stops with ImageArchiveError naming the limit.

@@ -37,6 +37,12 @@ export {
   printable,
 } from "./archive/layer-entries.js";
 export {
+  LOAD_STAGES,
+  type LoadProgress,
+  LoadProgressScale,
+  type LoadStage,
+} from "./archive/load-progress.js";
+export {
   checkLayerDecompression,
   decompressStream,
   type OpenedLayer,
@@ -164,6 +170,7 @@ export {
   type PlanStep,
   PRIVILEGE_MODES,
   type PrivilegeMode,
+  plannedProfile,
   type RunPlan,
   type RuntimeProfile,
 } from "./plan/run-plan.js";

@@ -17,6 +17,7 @@ import {
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
+  LoadProgressScale,
   launchService,
   logRuntimeCall,
   openSideChannels,
@@ -202,11 +203,15 @@ export class DockerExecutor implements ContainerExecutor {
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     const reference = registryReferenceOf(archive);
-    if (reference !== undefined)
-      return this.pullImage(reference, {
+    if (reference !== undefined) {
+      const id = await this.pullImage(reference, {
         ...(options.signal && { signal: options.signal }),
         ...(options.limits && { limits: options.limits }),
       });
+      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
+      new LoadProgressScale(options.onProgress, []).done();
+      return id;
+    }
     throwIfAborted(options.signal, "loading the image");
     // A stream (or FIFO) is copied to a file first: the archive is checked in full before the
     // daemon sees a byte, so a bad archive never leaves a half-loaded image behind.
@@ -219,16 +224,29 @@ export class DockerExecutor implements ContainerExecutor {
         ...(options.signal && { signal: options.signal }),
         ...(options.limits && { limits: options.limits }),
       });
-      if (await this.hasImage(meta.id)) return meta.id;
+      const layerBytes = meta.layers.reduce((n, l) => n + l.size, 0);
+      // One scale: the entry checks read the layers, then the daemon reads the whole archive.
+      const progress = new LoadProgressScale(options.onProgress, [
+        { stage: "checking", bytes: layerBytes },
+        { stage: "loading", bytes: meta.archiveBytes },
+      ]);
+      if (await this.hasImage(meta.id)) {
+        progress.done();
+        return meta.id;
+      }
       // The entry checks every backend runs, so Docker refuses exactly what Apptainer refuses.
-      await checkImageLayers(file.path, meta, options);
-      const totalBytes = meta.archiveBytes;
+      progress.stage("checking", 0);
+      await checkImageLayers(file.path, meta, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+        onLayerBytes: (n) => progress.stage("checking", n),
+      });
       let bytesRead = 0;
       const counted = createReadStream(file.path).pipe(
         new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesRead += chunk.length;
-            options.onProgress?.({ bytesRead, totalBytes });
+            progress.stage("loading", bytesRead);
             cb(null, chunk);
           },
         }),
@@ -246,6 +264,7 @@ export class DockerExecutor implements ContainerExecutor {
           `the daemon accepted the archive but has no image ${meta.id} afterwards (a Docker older than 25 cannot load an OCI layout archive without manifest.json)`,
         );
       }
+      progress.done();
       return meta.id;
     } finally {
       await file.remove();

@@ -4,6 +4,7 @@ import {
   type ImageConfig,
   type ImageId,
   type PlannedCommand,
+  plannedProfile,
   type RunPlan,
   type RuntimeProfile,
   resolveArgv,
@@ -65,13 +66,7 @@ export function planDockerRun(input: DockerPlanInput): RunPlan {
   return {
     planVersion: 1,
     runtime: "docker",
-    profile: {
-      runtime: profile.runtime,
-      flavor: profile.flavor,
-      version: profile.version,
-      privilege: profile.privilege,
-      host: profile.host,
-    },
+    profile: plannedProfile(profile),
     spec,
     image: {
       id: image.id,

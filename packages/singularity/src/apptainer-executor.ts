@@ -17,6 +17,7 @@ import {
   InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
+  LoadProgressScale,
   launchService,
   OwnerFolder,
   openSideChannels,
@@ -277,28 +278,46 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     const reference = registryReferenceOf(archive);
-    if (reference !== undefined)
-      return this.pullImage(reference, {
+    if (reference !== undefined) {
+      const id = await this.pullImage(reference, {
         ...(options.signal && { signal: options.signal }),
         ...(options.limits && { limits: options.limits }),
       });
+      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
+      new LoadProgressScale(options.onProgress, []).done();
+      return id;
+    }
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
     // A stream, FIFO or device is copied to a private file first: Apptainer reads archives from files.
-    const file = await archiveFile(archive, { tmpDir: tmp, ...options });
+    const { onProgress, ...rest } = options;
+    const file = await archiveFile(archive, { tmpDir: tmp, ...rest });
     try {
-      const read = await readImageArchive(file.path, {
-        ...options,
-        ...(file.spooled && { onProgress: undefined }),
+      const read = await readImageArchive(file.path, rest);
+      const layerBytes = read.layers.reduce((n, l) => n + l.size, 0);
+      // One scale: the entry checks read the layers, then the conversion reads them again.
+      const progress = new LoadProgressScale(onProgress, [
+        { stage: "checking", bytes: layerBytes },
+        { stage: "converting", bytes: layerBytes },
+      ]);
+      if (await this.hasImage(read.id)) {
+        progress.done();
+        return read.id;
+      }
+      // The same entry checks as every backend's, before converting.
+      progress.stage("checking", 0);
+      await checkImageLayers(file.path, read, {
+        ...rest,
+        onLayerBytes: (n) => progress.stage("checking", n),
       });
-      // The same entry checks as every backend's, before converting (a cached image was checked then).
-      if (!(await this.hasImage(read.id))) await checkImageLayers(file.path, read, options);
       const converter = await this.#getConverter();
       await this.cache.ensure(read, file.path, converter, {
         tmpDir: tmp,
         ...(options.signal && { signal: options.signal }),
+        onBytes: (n) => progress.stage("converting", n),
       });
+      progress.done();
       return read.id;
     } finally {
       await file.remove();

@@ -199,10 +199,11 @@ async function runJob(
       signal: abort.signal,
       log: say,
       env: ctx.env,
-      onProgress: ({ bytesRead, totalBytes }) => {
-        if (ctx.stderr.isTTY !== true) return;
+      // One bar for the whole load: the checks, then the conversion or the daemon's load.
+      onProgress: ({ stage, bytesDone, bytesTotal }) => {
+        if (ctx.stderr.isTTY !== true || stage === "done") return;
         progress ??= new ProgressReporter(ctx.stderr, `loading ${basename(job.spec.image)}`);
-        progress.update(bytesRead, totalBytes);
+        progress.update(bytesDone, bytesTotal);
       },
       ...(pullBoard && { onPullProgress: (p) => pullBoard.update(p) }),
     });

@@ -13,7 +13,6 @@ import {
   type RunPlan,
   readImageArchive,
 } from "@contexec/core";
-import { DockerExecutor } from "@contexec/docker";
 import type { JobImage } from "../job/job.js";
 
 /** The image a spec names once resolved, and what planning needs to know of it. */
@@ -94,6 +93,12 @@ export async function resolveImage(
     if (!(await executor.hasImage(image.ref))) throw notFound(image.ref, executor.runtime);
     return { image: image.ref, dispose: nothing };
   }
+  // An image id names one image everywhere: the SIF cache has it or not, Docker need not be asked.
+  if (/^sha256:[0-9a-f]{64}$/.test(image.ref) && (await executor.hasImage(image.ref))) {
+    return { image: image.ref, dispose: nothing };
+  }
+  // Loaded only for a tag: an Apptainer run pays nothing for the Docker client otherwise.
+  const { DockerExecutor } = await import("@contexec/docker");
   const docker = new DockerExecutor({ requestTimeoutMs: 10_000 });
   try {
     const dockerId = await docker.docker

@@ -3,6 +3,7 @@ import { createReadStream } from "node:fs";
 import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { LoadProgress } from "@contexec/core";
 import { dockerArchiveOf, tarOf } from "@contexec/core/testing";
 import { expect } from "vitest";
 import { configDigestOf } from "../fixture-digest.js";
@@ -56,6 +57,44 @@ export function registerImageCases(ctx: SuiteContext): void {
     expect(await ex.hasImage(id)).toBe(true);
     await ex.removeImage(id);
     expect(await ex.hasImage(id)).toBe(false);
+  });
+
+  test("loadImage reports its progress on one scale, to done; an image already there reports done at once", async () => {
+    const ex = ctx.executor();
+    const dir = await mkdtemp(join(tmpdir(), "contexec-progress-"));
+    ctx.defer(() => rm(dir, { recursive: true, force: true }));
+    const archive = join(dir, "progress.tar");
+    const nonce = randomBytes(8).toString("hex");
+    // Two layers of some size, so the passes over them report more than once.
+    const layers = [
+      await tarOf([{ name: "a.bin", content: randomBytes(3 << 20) }]),
+      await tarOf([
+        { name: "b.bin", content: randomBytes(2 << 20) },
+        { name: "nonce", content: nonce },
+      ]),
+    ];
+    await writeFile(
+      archive,
+      await dockerArchiveOf({ layers, cmd: ["/nonce"], tag: `contexec-conformance/progress:${nonce}` }),
+    );
+    const seen: LoadProgress[] = [];
+    const id = await ex.loadImage(archive, { onProgress: (p) => seen.push({ ...p }) });
+    ctx.defer(() => ex.removeImage(id));
+    expect(seen.length).toBeGreaterThan(2);
+    const total = seen[0]?.bytesTotal as number;
+    expect(total).toBeGreaterThanOrEqual(5 << 20);
+    for (const [i, p] of seen.entries()) {
+      expect(p.bytesTotal).toBe(total);
+      if (i > 0) expect(p.bytesDone).toBeGreaterThanOrEqual((seen[i - 1] as LoadProgress).bytesDone);
+    }
+    expect(seen[0]?.stage).toBe("checking");
+    expect(seen.at(-1)).toEqual({ stage: "done", bytesDone: total, bytesTotal: total });
+    // The passes after the checks report as they go, not only at their end.
+    expect(seen.filter((p) => p.stage !== "checking" && p.stage !== "done").length).toBeGreaterThan(0);
+
+    const again: LoadProgress[] = [];
+    expect(await ex.loadImage(archive, { onProgress: (p) => again.push({ ...p }) })).toBe(id);
+    expect(again).toEqual([{ stage: "done", bytesDone: total, bytesTotal: total }]);
   });
 
   test("hasImage of an id never loaded is false", async () => {

@@ -106,6 +106,8 @@ function layerTarOptions(layer: ArchiveLayer, budget: LayerBudget | undefined): 
 export interface CheckLayersOptions {
   signal?: AbortSignal;
   limits?: Partial<ArchiveLimits>;
+  /** Called with the stored bytes of the layers checked so far (a layer counts once it is read). */
+  onLayerBytes?: (storedBytes: number) => void;
 }
 
 /**
@@ -123,6 +125,7 @@ export async function checkImageLayers(
   const { signal } = options;
   const budget = new LayerBudget(options.limits);
   const below = new ImageTree();
+  let checked = 0;
   for (const layer of archive.layers) {
     throwIfAborted(signal, "checking the image's layers");
     const what = `layer ${layer.member}`;
@@ -169,6 +172,8 @@ export async function checkImageLayers(
     for (const dir of opaque) below.clearFolder(dir);
     for (const path of deleted) below.delete(path);
     below.overlay(own);
+    checked += layer.size;
+    options.onLayerBytes?.(checked);
   }
 }
 

@@ -139,6 +139,12 @@ export interface RunPlan {
   notes: string[];
 }
 
+/** The part of a profile a plan records: which machine and mode it was made for. */
+export function plannedProfile(profile: RuntimeProfile): RunPlan["profile"] {
+  const { runtime, flavor, version, privilege, host } = profile;
+  return { runtime, flavor, version, privilege, host };
+}
+
 export interface PlanOptions {
   /**
    * The machine to plan for: a profile from `info()` elsewhere or `contexec probe --json`.

@@ -5,7 +5,7 @@ import { Socket } from "node:net";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
-import { execa } from "execa";
+import type { execa as Execa } from "execa";
 import { signalNumber } from "../exit-status.js";
 import { parseCommandScript } from "./command-script.js";
 import { decideHostCommand, type HostCommandPolicy, showClientText as show } from "./host-command-policy.js";
@@ -115,7 +115,7 @@ export class HostCommandBridge {
       return;
     }
     // Node has no mkfifo(3). -m sets the mode exactly (no umask): any user of the container writes.
-    await execa("mkfifo", ["-m", "666", this.reqsPath], { stdin: "ignore" });
+    await (await loadExeca())("mkfifo", ["-m", "666", this.reqsPath], { stdin: "ignore" });
     // Read and write: we hold a writer ourselves, so the pipe never reads EOF between clients,
     // and opening it never blocks.
     // A plain fd, owned by the socket from here on (a FileHandle would close it again when collected).
@@ -277,6 +277,7 @@ export class HostCommandBridge {
       return;
     }
     const { maxOutputBytes } = this.#options;
+    const execa = await loadExeca();
     const subprocess = execa(decision.program, decision.args, {
       cwd,
       env: this.#env,
@@ -480,4 +481,12 @@ async function exists(path: string): Promise<boolean> {
 function absolutePath(path: string | undefined): string {
   const entries = (path ?? "").split(":").filter((p) => p.startsWith("/"));
   return entries.length > 0 ? entries.join(":") : "/usr/local/bin:/usr/bin:/bin";
+}
+
+// Loaded when a bridge first runs something: a process that never serves host commands pays
+// nothing for it (execa's module graph is most of a fresh process's start-up otherwise).
+let execaModule: Promise<typeof Execa> | undefined;
+function loadExeca(): Promise<typeof Execa> {
+  execaModule ??= import("execa").then((m) => m.execa);
+  return execaModule;
 }

@@ -35,6 +35,9 @@ export class NativeSifConverter implements SifConverter {
     await this.#convert(input.archivePath, outPath, {
       tmpDir: options.tmpDir,
       ...(options.signal && { signal: options.signal }),
+      ...(options.onBytes && {
+        onProgress: ({ bytesRead }: { bytesRead: number }) => options.onBytes?.(bytesRead),
+      }),
     });
   }
 }

@@ -17,6 +17,8 @@ export interface SifConvertOptions {
   signal?: AbortSignal;
   /** Called with what the converter is doing ("converting", output lines). */
   onProgress?: (progress: { stage: string; message?: string }) => void;
+  /** Called with the archive's layer bytes read so far (from 0 to their stored size), where the converter can tell. */
+  onBytes?: (bytes: number) => void;
   /** A folder for the converter's scratch files; the converter removes what it made there. */
   tmpDir: string;
 }

@@ -8,10 +8,10 @@ import {
   readResourceRecords,
   type SweepReport,
 } from "@contexec/core";
-import { execa } from "execa";
 import { runtimeProcessEnv } from "../plan/runtime-env.js";
 import { instanceStartFolder } from "../process/instance-start-folder.js";
 import { findNamespaceInit, listProcesses, signalProcess } from "../process/process-tree.js";
+import { runTool } from "../process/run-tool.js";
 import { parseInstanceList } from "../run/apptainer-service.js";
 import {
   type ContainerRecord,
@@ -129,13 +129,7 @@ async function endService(
     if ((await listedInstancePid(binary, r.name, env)) !== init.pid) return;
     await delay(50);
   }
-  await execa(binary, ["instance", "stop", "--force", r.name], {
-    env: runtimeProcessEnv(env),
-    extendEnv: false,
-    reject: false,
-    timeout: 30_000,
-    stdin: "ignore",
-  });
+  await runTool([binary, "instance", "stop", "--force", r.name], { env: runtimeProcessEnv(env) });
 }
 
 /**
@@ -208,13 +202,7 @@ async function listedInstancePid(
   name: string,
   env: NodeJS.ProcessEnv,
 ): Promise<number | undefined> {
-  const r = await execa(binary, ["instance", "list", "--json", name], {
-    env: runtimeProcessEnv(env),
-    extendEnv: false,
-    reject: false,
-    timeout: 30_000,
-    stdin: "ignore",
-  });
+  const r = await runTool([binary, "instance", "list", "--json", name], { env: runtimeProcessEnv(env) });
   return parseInstanceList(String(r.stdout)).find((i) => i.name === name)?.pid;
 }
 

@@ -7,6 +7,7 @@ import {
   InvalidConfigError,
   type PlannedCommand,
   type PlanStep,
+  plannedProfile,
   type RunPlan,
   type RuntimeProfile,
   UnsupportedError,
@@ -173,13 +174,7 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
   const plan: RunPlan = {
     planVersion: 1,
     runtime,
-    profile: {
-      runtime: profile.runtime,
-      flavor: profile.flavor,
-      version: profile.version,
-      privilege: profile.privilege,
-      host: profile.host,
-    },
+    profile: plannedProfile(profile),
     spec,
     image: {
       id: image.id,

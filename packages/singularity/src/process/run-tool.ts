@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { spawn } from "node:child_process";
 
 export interface RunToolOptions {
   /** The whole environment of the command: nothing of the caller's is added. */
@@ -31,28 +31,69 @@ export interface ToolResult {
  * The one way the Apptainer backend runs a short command of its toolchain (`apptainer
  * --version`, `instance list`, `build`, `unsquashfs`): exactly the given environment, stdin
  * closed, a deadline, SIGKILL when it passes, and a result instead of a rejection, so each
- * caller decides what a failure means.
+ * caller decides what a failure means. On node:child_process itself: a fresh process pays no
+ * module load for it (execa's was most of a first run's cost here).
  */
-export async function runTool(argv: readonly string[], options: RunToolOptions): Promise<ToolResult> {
+export function runTool(argv: readonly string[], options: RunToolOptions): Promise<ToolResult> {
   const started = performance.now();
-  const r = await execa(argv[0] as string, argv.slice(1), {
-    env: options.env,
-    extendEnv: false,
-    cwd: options.cwd ?? "/",
-    stdin: "ignore",
-    reject: false,
-    timeout: options.timeoutMs ?? 30_000,
-    killSignal: "SIGKILL",
-    maxBuffer: options.maxBuffer ?? 16 * 1024 * 1024,
-    stripFinalNewline: options.keepFinalNewline !== true,
-    ...(options.signal && { cancelSignal: options.signal }),
+  const maxBuffer = options.maxBuffer ?? 16 * 1024 * 1024;
+  return new Promise((resolve) => {
+    const finish = (r: Omit<ToolResult, "durationMs">) =>
+      resolve({ ...r, durationMs: Math.round(performance.now() - started) });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0] as string, argv.slice(1), {
+        env: options.env,
+        cwd: options.cwd ?? "/",
+        stdio: ["ignore", "pipe", "pipe"],
+        ...(options.signal && { signal: options.signal, killSignal: "SIGKILL" }),
+      });
+    } catch (err) {
+      finish({
+        exitCode: undefined,
+        signal: undefined,
+        stdout: "",
+        stderr: (err as Error).message,
+        timedOut: false,
+      });
+      return;
+    }
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[], size: { stdout: 0, stderr: 0 } };
+    const keep = (which: "stdout" | "stderr") => (chunk: Buffer) => {
+      if (out.size[which] >= maxBuffer) return;
+      out[which].push(chunk);
+      out.size[which] += chunk.length;
+    };
+    child.stdout?.on("data", keep("stdout"));
+    child.stderr?.on("data", keep("stderr"));
+    let timedOut = false;
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            child.kill("SIGKILL");
+          }, timeoutMs)
+        : undefined;
+    const text = (which: "stdout" | "stderr") => {
+      const t = Buffer.concat(out[which]).toString("utf8");
+      return options.keepFinalNewline === true ? t : t.replace(/\r?\n$/, "");
+    };
+    // A program that cannot be started (ENOENT, EACCES) is a result too, with the reason as stderr.
+    child.once("error", (err) => {
+      if (child.pid !== undefined) return;
+      clearTimeout(timer);
+      finish({ exitCode: undefined, signal: undefined, stdout: "", stderr: err.message, timedOut: false });
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      finish({
+        exitCode: code ?? undefined,
+        signal: signal ?? undefined,
+        stdout: text("stdout"),
+        stderr: text("stderr"),
+        timedOut,
+      });
+    });
   });
-  return {
-    exitCode: r.exitCode,
-    signal: r.signal ?? undefined,
-    stdout: String(r.stdout ?? ""),
-    stderr: String(r.stderr ?? ""),
-    timedOut: r.timedOut === true,
-    durationMs: Math.round(performance.now() - started),
-  };
 }

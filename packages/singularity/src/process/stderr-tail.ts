@@ -1,32 +1,29 @@
 import { Transform, type TransformCallback } from "node:stream";
+import { TailBuffer } from "@contexec/core";
 
 /**
- * Keeps the last `limit` bytes of a stream while passing every byte through untouched: enough to
- * read the runtime's own FATAL message at the end without holding a chatty container's stderr.
+ * Keeps the last `limit` bytes of a stream (in core's one bounded buffer) while passing every
+ * byte through untouched: enough to read the runtime's own FATAL message at the end without
+ * holding a chatty container's stderr.
  */
 export class StreamTail extends Transform {
   readonly limit: number;
-  #chunks: Buffer[] = [];
-  #size = 0;
+  readonly #tail: TailBuffer;
 
   constructor(limit = 8192) {
     super();
     this.limit = limit;
+    this.#tail = new TailBuffer(limit);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-    while (this.#chunks.length > 1 && this.#size - (this.#chunks[0] as Buffer).length >= this.limit) {
-      this.#size -= (this.#chunks.shift() as Buffer).length;
-    }
+    this.#tail.push(chunk);
     callback(null, chunk);
   }
 
   /** The kept tail as text (at most `limit` bytes). */
   text(): string {
-    const all = Buffer.concat(this.#chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString("utf8");
+    return this.#tail.bytes().toString("utf8");
   }
 }
 

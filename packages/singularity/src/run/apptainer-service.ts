@@ -16,6 +16,7 @@ import {
   type Service,
   type ServiceLogs,
   type StopOptions,
+  TailBuffer,
   validateArgv,
 } from "@contexec/core";
 import { processRef, type ResourceLedger, type ServiceRecord } from "../owner/leftover-records.js";
@@ -394,25 +395,18 @@ export function parseInstanceList(json: string): { name: string; pid: number; im
 
 /** The last `limit` bytes of a stream, read back as text or as its last lines. */
 export class LogBuffer {
-  readonly #limit: number;
-  #chunks: Buffer[] = [];
-  #size = 0;
+  readonly #tail: TailBuffer;
 
   constructor(limit: number) {
-    this.#limit = limit;
+    this.#tail = new TailBuffer(limit);
   }
 
   push(chunk: Buffer): void {
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-    while (this.#chunks.length > 1 && this.#size - (this.#chunks[0] as Buffer).length >= this.#limit) {
-      this.#size -= (this.#chunks.shift() as Buffer).length;
-    }
+    this.#tail.push(chunk);
   }
 
   text(tail?: number): string {
-    const all = Buffer.concat(this.#chunks);
-    const s = all.subarray(Math.max(0, all.length - this.#limit)).toString("utf8");
+    const s = this.#tail.bytes().toString("utf8");
     if (tail === undefined) return s;
     const lines = s.split("\n");
     const complete = lines.at(-1) === "" ? lines.slice(0, -1) : lines;
