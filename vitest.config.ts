@@ -11,11 +11,15 @@ const alias = [
     replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
   },
   {
+    find: /^@contexec\/registry\/testing$/,
+    replacement: fileURLToPath(new URL("./packages/registry/src/testing/index.ts", import.meta.url)),
+  },
+  {
     find: /^@contexec\/conformance\/fixtures$/,
     replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
   },
   { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
-  ...["core", "docker", "conformance", "sif", "singularity", "cli"].map((pkg) => ({
+  ...["core", "docker", "conformance", "sif", "singularity", "cli", "registry"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),
@@ -45,7 +49,7 @@ export default defineConfig({
           exclude: ["test/unprivileged/**", "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
-          globalSetup: ["test/global-setup.ts"],
+          globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
         },
       },
       // What also runs as an ordinary user (scripts/test-unprivileged.sh): the Apptainer suite and
@@ -64,7 +68,7 @@ export default defineConfig({
                 ],
                 testTimeout: 180_000,
                 hookTimeout: 600_000,
-                globalSetup: ["test/global-setup.ts"],
+                globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
               },
             },
           ]

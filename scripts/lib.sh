@@ -136,3 +136,6 @@ ensure_static_busybox() {
   install_packages " a static busybox" busybox-static
   find_static_busybox || die "busybox-static is installed but no static busybox is on PATH"
 }
+
+# tcp_answers HOST PORT : whether something accepts TCP connections there (bash's /dev/tcp, no curl needed).
+tcp_answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests and the demo need on this machine, installed or started only when
 # missing: the runtimes (Docker Engine, Apptainer), squashfs-tools, the ordinary user of the
-# unprivileged test run, and the locally built fixture images.
+# unprivileged test run, the registry the pull tests start (not started here: the tests start
+# their own), and the locally built fixture images.
 # Which runtimes: CONTEXEC_RUNTIMES ("docker,apptainer", "apptainer", "docker"), each of which
 # must then be set up or this fails; unset, every runtime that can be set up here is, and one
 # that cannot is reported (its tests are then skipped by name, with the reason).
@@ -32,6 +33,12 @@ for runtime in docker apptainer; do
   fi
 done
 case " $ready " in *" apptainer "*) is_root && "$here/setup-test-user.sh" >/dev/null ;; esac
+registry=", a local registry's binary"
+# Without it the pull tests are skipped, each saying why; nothing else needs it.
+"$here/setup-registry.sh" >/dev/null || {
+  registry=""
+  log "no local registry could be installed (see above): the pull tests will be skipped, each saying why"
+}
 "$here/build-fixtures.sh" >/dev/null
-log "ready:${ready:- no runtime}, and the fixture images"
+log "ready:${ready:- no runtime}${registry}, and the fixture images"
 printf '%s\n' "${ready# }"   # for the caller: the runtimes set up here

@@ -443,7 +443,7 @@ describe("usage", () => {
     expect((await contexec(["run"], { cwd: work, env })).code).toBe(64);
     expect((await contexec(["frobnicate"], { cwd: work, env })).code).toBe(64);
     expect((await contexec(["run", "x.yaml", "--bogus"], { cwd: work, env })).code).toBe(64);
-    for (const command of ["run", "convert", "info", "probe", "cache", "conformance"]) {
+    for (const command of ["run", "pull", "convert", "info", "probe", "cache", "conformance"]) {
       const help = await contexec([command, "--help"], { cwd: work, env });
       expect(help.code).toBe(0);
       expect(help.stdout).toMatch(new RegExp(`^Usage: contexec ${command}`));

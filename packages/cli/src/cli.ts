@@ -5,12 +5,14 @@ import { cacheCommand } from "./commands/cache.js";
 import { conformanceCommand } from "./commands/conformance.js";
 import { convertCommand } from "./commands/convert.js";
 import { infoCommand, probeCommand } from "./commands/info.js";
+import { pullCommand } from "./commands/pull.js";
 import { runCommand } from "./commands/run.js";
 import { EXIT, exitCodeOf, UsageError } from "./exit-codes.js";
 
-/** Every command, in the order `contexec --help` lists them. A new one (`pull`) joins here. */
+/** Every command, in the order `contexec --help` lists them. A new one joins here. */
 export const COMMANDS: readonly Command[] = [
   runCommand,
+  pullCommand,
   convertCommand,
   infoCommand,
   probeCommand,

@@ -9,7 +9,8 @@ export const EXIT = {
   usage: 64,
   /**
    * The job was refused before anything started: the job file, the spec, a capability the
-   * runtime lacks here, an image that is missing or not an image: sysexits' EX_DATAERR.
+   * runtime lacks here, an image that is missing or not an image (in an archive or a registry,
+   * or credentials the registry refused): sysexits' EX_DATAERR.
    */
   refused: 65,
   /** The runtime failed (not reachable, or it broke): `docker run`'s 125, a formatted plan's too. */
@@ -29,7 +30,16 @@ export function exitCodeOf(err: unknown): number {
     case "E_UNSUPPORTED":
     case "E_IMAGE_NOT_FOUND":
     case "E_IMAGE_ARCHIVE":
+    case "E_REGISTRY_AUTH":
       return EXIT.refused;
+    case "E_REGISTRY":
+      // The image is not there or not what it claims: refused, as a missing or bad archive is.
+      // A registry that cannot be reached or does not speak the protocol: as a runtime failure.
+      return ["reference", "not-found", "platform", "digest-mismatch"].includes(
+        (err as { reason?: unknown }).reason as string,
+      )
+        ? EXIT.refused
+        : EXIT.runtime;
     case "E_COMMAND_NOT_FOUND":
       return /permission denied|not executable|is a directory/i.test(err.message)
         ? EXIT.cannotExecute

@@ -20,6 +20,7 @@ import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
 import { registerPlanCases } from "./cases/plan.js";
+import { registerPullCases } from "./cases/pull.js";
 import { registerResourceCases } from "./cases/resources.js";
 import { registerRunCases } from "./cases/run.js";
 import { registerServiceCases } from "./cases/services.js";
@@ -106,6 +107,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     }, 120_000);
 
     describe("image", () => registerImageCases(ctx));
+    describe("pull", () => registerPullCases(ctx));
     describe("lifecycle", () => registerLifecycleCases(ctx));
     describe("exit", () => registerExitCases(ctx));
     describe("stdio", () => registerStdioCases(ctx));

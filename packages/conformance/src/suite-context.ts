@@ -46,6 +46,12 @@ export interface ConformanceOptions {
   /** Per-case timeout; default 120 s. */
   timeoutMs?: number;
   /**
+   * A reference to the layered fixture in a registry this backend can pull from (push it there
+   * first, e.g. with @contexec/registry's pushArchive). Without it the pull cases are skipped,
+   * saying so.
+   */
+  pullReference?: string;
+  /**
    * Why this runtime is not tested here (not installed, left out by configuration). Every case
    * is then registered as skipped, by name, with this reason; no executor is made.
    */

@@ -1,5 +1,5 @@
 import { InvalidConfigError } from "./errors.js";
-import type { ContainerExecutor } from "./executor.js";
+import type { ContainerExecutor, RegistryAccessOptions } from "./executor.js";
 
 /** `createExecutor({ runtime: "docker", ... })`: the options of @contexec/docker. */
 export interface DockerExecutorConfig {
@@ -42,6 +42,8 @@ export interface ApptainerExecutorConfig {
   probeCache?: string | false;
   /** Where the executor's owner record and the records of what it holds are kept (for sweeps after a crash). */
   stateDir?: string;
+  /** How pullImage reaches registries (CA, plain-HTTP hosts, credentials, retries, layers at once). */
+  registry?: RegistryAccessOptions;
 }
 
 /** `createExecutor({ runtime: "slurm", inner: "apptainer" })`: @contexec/slurm runs the inner backend's container as a job. */

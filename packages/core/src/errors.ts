@@ -18,6 +18,8 @@ export const ERROR_CODES = [
   "E_UNSUPPORTED",
   "E_ABORTED",
   "E_TIMEOUT",
+  "E_REGISTRY",
+  "E_REGISTRY_AUTH",
   "E_IO",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -213,6 +215,58 @@ function ioAdvice(errno: string | undefined, path: string, cause: unknown): stri
 /** An I/O failure as a {@link ContainerError}: an {@link IoError} unless it already is one. */
 export function toIoError(err: unknown, operation: string, path: string): ContainerError {
   return err instanceof ContainerError ? err : new IoError(operation, path, err);
+}
+
+/** Why a registry operation failed; see {@link RegistryError}. */
+export type RegistryErrorReason =
+  /** The reference is not a valid image reference. */
+  | "reference"
+  /** The repository, tag, manifest or blob does not exist there. */
+  | "not-found"
+  /** Content does not match the digest that names it (manifest, config or layer). */
+  | "digest-mismatch"
+  /** No image in the index is for the platform asked for. */
+  | "platform"
+  /** The registry could not be reached, or kept failing after retries. */
+  | "unreachable"
+  /** The registry's certificate is not trusted: give its CA. */
+  | "tls"
+  /** The registry answered with something that is not the distribution protocol. */
+  | "protocol";
+
+/**
+ * A registry operation (pull, push) failed for a reason other than credentials. `reason` says
+ * which kind; `registry` names the host; `status` is the HTTP status when there was one.
+ */
+export class RegistryError extends ContainerError {
+  readonly registry: string;
+  readonly reason: RegistryErrorReason;
+  readonly status: number | undefined;
+  constructor(
+    registry: string,
+    reason: RegistryErrorReason,
+    message: string,
+    options: ContainerErrorOptions & { status?: number } = {},
+  ) {
+    super("E_REGISTRY", `${registry}: ${message}`, options);
+    this.registry = registry;
+    this.reason = reason;
+    this.status = options.status;
+  }
+}
+
+/**
+ * The registry refused the credentials (a wrong user name or password, an expired token) or
+ * asks for credentials none were given for, or denies access to the repository. Never retried.
+ */
+export class RegistryAuthError extends ContainerError {
+  readonly registry: string;
+  readonly status: number | undefined;
+  constructor(registry: string, message: string, options: ContainerErrorOptions & { status?: number } = {}) {
+    super("E_REGISTRY_AUTH", `${registry}: ${message}`, options);
+    this.registry = registry;
+    this.status = options.status;
+  }
 }
 
 /** Throws {@link AbortedError} when `signal` has fired. */

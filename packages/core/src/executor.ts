@@ -48,6 +48,94 @@ export interface LoadOptions {
   limits?: Partial<ArchiveLimits>;
 }
 
+/**
+ * Credentials for an image registry: a user name and password (or access token used as one), an
+ * identity token (an OAuth refresh token, as `docker login` stores for some registries), or a
+ * registry token sent as the bearer token itself.
+ */
+export type RegistryCredentials =
+  | { username: string; password: string }
+  | { identityToken: string }
+  | { registryToken: string };
+
+export const PULL_PHASES = ["waiting", "downloading", "extracting", "done", "exists"] as const;
+/**
+ * Where a layer is: `waiting` for its turn, `downloading`, `extracting` (Docker: unpacking; Apptainer:
+ * streaming into the SIF), `done`, or `exists` (already here, nothing to fetch).
+ */
+export type PullPhase = (typeof PULL_PHASES)[number];
+
+/** One progress event of a pull, per layer. */
+export interface PullProgress {
+  /**
+   * The layer: its blob digest ("sha256:..."), or where the runtime reports only a short id
+   * (Docker's daemon: the first 12 hex digits of the digest), that id.
+   */
+  layer: string;
+  phase: PullPhase;
+  /** Bytes of the layer done in this phase so far. */
+  bytes: number;
+  /** The layer's size in this phase, when known. */
+  totalBytes?: number;
+}
+
+export interface PullOptions {
+  /** Credentials for the registry; default: the user's `~/.docker/config.json` (auths, credential helpers). */
+  auth?: RegistryCredentials;
+  /** `os/arch[/variant]` ("linux/arm64/v8") to pick from a multi-platform image; default: this machine's. */
+  platform?: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: PullProgress) => void;
+  /**
+   * Bounds on the image, as for loadImage (see {@link ArchiveLimits}): where the backend reads
+   * the layers itself (Apptainer), every entry is checked as an archive's and past a limit the
+   * pull stops with ImageArchiveError naming it. Docker's daemon pulls and checks by its own rules.
+   */
+  limits?: Partial<ArchiveLimits>;
+}
+
+/**
+ * How a client reaches image registries: credentials, trust, retries. The options of
+ * @contexec/registry's RegistryClient, and of a backend that pulls through it (Apptainer's
+ * `registry` option); plain data, so a config file can hold them.
+ */
+export interface RegistryAccessOptions {
+  /**
+   * Credentials for every registry this client talks to, or per registry host. Default (and for
+   * registries the function gives none for): the user's Docker config, `~/.docker/config.json`
+   * (`auths`, `credHelpers`, `credsStore`).
+   */
+  auth?: RegistryCredentials | ((registry: string) => RegistryCredentials | undefined);
+  /** Docker's client config to read credentials from; `false` reads none. Default $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+  dockerConfig?: string | false;
+  /** Extra CA certificates (PEM text or bytes) trusted for HTTPS registries, besides Node's bundle. */
+  ca?: string | Buffer | readonly (string | Buffer)[];
+  /**
+   * Registries (host[:port]) reached over plain HTTP. Loopback registries not listed are tried
+   * over HTTPS first and over HTTP when they answer in plain HTTP, as Docker does.
+   */
+  plainHttp?: readonly string[];
+  /** Retries of one request after a dropped connection, HTTP 429 or 5xx; default 4. */
+  retries?: number;
+  /** First wait before a retry (doubling, randomised, up to retryMaxDelayMs); default 250 ms. */
+  retryDelayMs?: number;
+  retryMaxDelayMs?: number;
+  /** A connection on which nothing moves for this long is dropped (and the request retried); default 60 000 ms. */
+  idleTimeoutMs?: number;
+  /** Layers fetched at once by a pull; default 3. */
+  concurrency?: number;
+  userAgent?: string;
+  /** Where DOCKER_CONFIG, HOME's config and credential helpers are looked up; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The reference in `docker://REF`, which loadImage pulls; undefined for anything else (a path). */
+export function registryReferenceOf(source: string | NodeJS.ReadableStream): string | undefined {
+  return typeof source === "string" && source.startsWith("docker://")
+    ? source.slice("docker://".length)
+    : undefined;
+}
+
 export interface KillOptions {
   /** First signal; default: the image's STOPSIGNAL, else SIGTERM (on every backend). */
   signal?: NodeJS.Signals;
@@ -117,9 +205,19 @@ export interface ContainerExecutor extends AsyncDisposable {
   /**
    * Loads a docker-archive or OCI layout tarball (a path, a FIFO, or a stream); resolves with its
    * ImageId. Every backend checks every layer entry the same way first (see checkImageLayers) and
-   * refuses a hostile or oversized archive with ImageArchiveError.
+   * refuses a hostile or oversized archive with ImageArchiveError. A string `docker://REF` is
+   * pulled from its registry instead, as {@link pullImage} does (with the same checks).
    */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
+  /**
+   * Pulls an image from a registry by reference (`ghcr.io/org/tool:1.2`, `busybox`,
+   * `host:5000/x@sha256:...`; a `docker://` prefix is allowed) and resolves with its ImageId, the
+   * digest of its config: the same on every backend, and the same as the image loaded from an
+   * archive. Afterwards the reference names the image in specs. Failures: RegistryAuthError
+   * (credentials refused or missing, never retried), RegistryError (`reason`: not-found,
+   * digest-mismatch, platform, unreachable, tls, ...), AbortedError.
+   */
+  pullImage(reference: string, options?: PullOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
   /**

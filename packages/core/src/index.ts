@@ -18,10 +18,12 @@ export {
   type ArchiveLayer,
   digestOf,
   type ImageArchive,
+  type ImageConfigFields,
   type LayerCompression,
   normalizeMember,
   type ReadArchiveOptions,
   readImageArchive,
+  readImageConfig,
 } from "./archive/image-archive.js";
 export {
   type ArchiveLimits,
@@ -40,7 +42,12 @@ export {
   LoadProgressScale,
   type LoadStage,
 } from "./archive/load-progress.js";
-export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
+export {
+  checkLayerDecompression,
+  decompressStream,
+  type OpenedLayer,
+  openLayer,
+} from "./archive/open-layer.js";
 export {
   type ReadTarOptions,
   readTarHeaders,
@@ -85,6 +92,9 @@ export {
   InvalidConfigError,
   InvalidSpecError,
   IoError,
+  RegistryAuthError,
+  RegistryError,
+  type RegistryErrorReason,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
@@ -104,7 +114,14 @@ export {
   type ExitStatus,
   type KillOptions,
   type LoadOptions,
+  PULL_PHASES,
+  type PullOptions,
+  type PullPhase,
+  type PullProgress,
+  type RegistryAccessOptions,
+  type RegistryCredentials,
   type RuntimeInfo,
+  registryReferenceOf,
   type WaitOptions,
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { Transform } from "node:stream";
 import {
+  AbortedError,
   archiveFile,
   type BackendConfig,
   type Capabilities,
@@ -22,12 +23,16 @@ import {
   openSideChannels,
   ownerLabels,
   type PlanOptions,
+  type PullOptions,
   parseImageConfig,
+  RegistryAuthError,
+  RegistryError,
   type RunPlan,
   RuntimeError,
   type RuntimeInfo,
   RuntimeUnavailableError,
   readImageArchive,
+  registryReferenceOf,
   type ServiceOptions,
   type ServiceSummary,
   SIDE_CHANNELS_NOTE,
@@ -40,10 +45,12 @@ import {
   validateSpec,
   withoutSideChannels,
 } from "@contexec/core";
+import { dockerConfigCredentials, parseImageReference } from "@contexec/registry";
 import Dockerode from "dockerode";
 import { DaemonLiveness } from "./daemon-liveness.js";
 import { DockerContainer } from "./docker-container.js";
-import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
+import { callDaemon, daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
+import { type DockerPullMessage, pullErrorOf, pullProgressOf, renderPullRequest } from "./docker-pull.js";
 import { DockerService } from "./docker-service.js";
 import { daemonAddress, removeOnExit } from "./exit-cleanup.js";
 import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
@@ -195,6 +202,16 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
+    const reference = registryReferenceOf(archive);
+    if (reference !== undefined) {
+      const id = await this.pullImage(reference, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
+      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
+      new LoadProgressScale(options.onProgress, []).done();
+      return id;
+    }
     throwIfAborted(options.signal, "loading the image");
     // A stream (or FIFO) is copied to a file first: the archive is checked in full before the
     // daemon sees a byte, so a bad archive never leaves a half-loaded image behind.
@@ -252,6 +269,81 @@ export class DockerExecutor implements ContainerExecutor {
     } finally {
       await file.remove();
     }
+  }
+
+  /**
+   * The daemon's pull (`POST /images/create`, as `docker pull`), with the credentials given or
+   * those of the user's Docker config (the daemon does not read it; the CLI sends them, so does
+   * this); resolves with the image's id, the digest of its config.
+   */
+  async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+    const operation = `pulling ${reference}`;
+    throwIfAborted(options.signal, operation);
+    const ref = parseImageReference(reference);
+    const credentials = options.auth ?? (await dockerConfigCredentials(ref.registry)).credentials;
+    const request = renderPullRequest(ref, { platform: options.platform, credentials });
+    const failed = (message: string, cause?: unknown) =>
+      pullErrorOf(message, ref.registry) ??
+      new RuntimeError("docker", `${operation} failed: ${message}`, cause === undefined ? {} : { cause });
+    // A pull lasts: the daemon is watched meanwhile, so one that dies or stops answering ends it
+    // with RuntimeUnavailableError instead of a hang (as a pending wait() does).
+    const inner = new AbortController();
+    const onAbort = () => inner.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const watch = this.#liveness.watch();
+    try {
+      const pulling = (async () => {
+        // `_query` keeps the signal and credentials out of the query string (docker-modem sends
+        // every other option key as a query parameter).
+        const stream = await this.#docker.createImage({
+          _query: {
+            fromImage: request.fromImage,
+            tag: request.tag,
+            ...(request.platform && { platform: request.platform }),
+          },
+          ...(request.auth && { authconfig: request.auth }),
+          abortSignal: inner.signal,
+        });
+        // The daemon reports a failed pull inside the stream, with status 200.
+        await new Promise<void>((resolve, reject) => {
+          let failure: string | undefined;
+          this.#docker.modem.followProgress(
+            stream,
+            (err: Error | null) => (err ? reject(err) : failure ? reject(failed(failure)) : resolve()),
+            (m: DockerPullMessage) => {
+              if (m.error || m.errorDetail) failure ??= m.errorDetail?.message ?? m.error;
+              const progress = pullProgressOf(m);
+              if (progress) options.onProgress?.(progress);
+            },
+          );
+        });
+      })();
+      pulling.catch(() => {}); // a daemon found gone first decides; this one is abandoned
+      await Promise.race([
+        pulling,
+        watch.gone.catch((err: unknown) => {
+          inner.abort(err);
+          throw err;
+        }),
+      ]);
+    } catch (err) {
+      if (options.signal?.aborted) throw new AbortedError(operation, { cause: err });
+      if (
+        err instanceof RegistryError ||
+        err instanceof RegistryAuthError ||
+        err instanceof RuntimeError ||
+        err instanceof RuntimeUnavailableError
+      )
+        return this.#forgetIfGone(err);
+      const mapped = mapDockerError(err, operation, this.#where);
+      if (mapped instanceof RuntimeError) throw failed(daemonMessage(err), err);
+      return this.#forgetIfGone(mapped);
+    } finally {
+      watch.stop();
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+    const image = await this.#inspectImage(request.name);
+    return image.Id as ImageId;
   }
 
   async removeImage(image: string): Promise<void> {

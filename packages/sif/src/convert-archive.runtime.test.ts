@@ -139,6 +139,27 @@ describe.each(["busybox", "layered"])("the %s fixture", (fixture) => {
   });
 });
 
+describe("an image with no mount points of its own", () => {
+  it.skipIf(skipRuns)(
+    "gets the ones apptainer build adds (/dev, /home, /proc, /root, /sys, /tmp, /var/tmp)",
+    async () => {
+      const archive = join(work, "bare.tar");
+      const layer = await tarOf([
+        { name: "etc", type: "directory" },
+        { name: "etc/x", content: "x\n" },
+      ]);
+      await writeFile(archive, await dockerArchiveOf({ layers: [layer] }));
+      const mine = join(work, "bare.native.sif");
+      const theirs = join(work, "bare.apptainer.sif");
+      await convertArchiveToSif(archive, mine);
+      await run("apptainer", ["-s", "build", "--force", theirs, `docker-archive://${archive}`]);
+      const [a, b] = await Promise.all([listSifRootfs(theirs), listSifRootfs(mine)]);
+      expect(compareRootfs(a, b, { ignoreContent: METADATA_CONTENT })).toEqual([]);
+      expect(b.get("/root")).toMatchObject({ type: "directory", mode: 0o755 });
+    },
+  );
+});
+
 describe("running converted images under Apptainer", () => {
   it.skipIf(skipRuns)("exec sees the layered image's files, whiteouts applied, and its ENV", async () => {
     const sif = await nativeSif("layered");

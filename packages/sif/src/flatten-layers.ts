@@ -4,6 +4,7 @@ import {
   classifyLayerEntry,
   ImageArchiveError,
   LayerBudget,
+  printable,
   type TarEntryKind,
   type TarHeader,
 } from "@contexec/core";
@@ -55,8 +56,11 @@ interface LayerEntry extends FlatEntry {
 
 interface LowerReference {
   path: string;
-  /** The link entry that needs it (for messages). */
+  /** The link entry that needs it, its name as stored, and its layer (for messages). */
   link: LayerEntry;
+  name: string;
+  what: string;
+  member: string | undefined;
   resolved?: LayerEntry;
 }
 
@@ -187,8 +191,7 @@ class FlattenPlanner {
     for (const [targetPath, references] of this.pending) {
       const found = entries.get(targetPath);
       if (found) {
-        if (found.kind === "directory")
-          throw linkToFolder(layer.what, (references[0] as LowerReference).link.path, targetPath);
+        if (found.kind === "directory") throw linkToFolder(references[0] as LowerReference, targetPath);
         for (const r of references) r.resolved = found;
         continue;
       }
@@ -322,7 +325,7 @@ class LayerPlanner {
     if (e && e.kind !== "directory") {
       throw new ImageArchiveError(
         `${this.what} puts an entry inside /${folder}, which the same layer makes a ${e.kind}`,
-        { entry: name },
+        { entry: printable(name), member: this.member },
       );
     }
     this.#checkFolder(parentOf(folder), name);
@@ -333,10 +336,17 @@ class LayerPlanner {
     entry.linkname = targetPath;
     const earlier = this.entries.get(targetPath);
     if (earlier) {
-      if (earlier.kind === "directory") throw linkToFolder(this.what, header.name, targetPath);
+      if (earlier.kind === "directory")
+        throw linkToFolder({ what: this.what, member: this.member, name: header.name }, targetPath);
       entry.target = earlier;
     } else {
-      const reference: LowerReference = { path: targetPath, link: entry };
+      const reference: LowerReference = {
+        path: targetPath,
+        link: entry,
+        name: header.name,
+        what: this.what,
+        member: this.member,
+      };
       this.lowerReferences.push(reference);
       entry.target = reference;
     }
@@ -498,13 +508,22 @@ function blockedBy(
   return false;
 }
 
-function linkToFolder(what: string, entry: string, target: string): ImageArchiveError {
-  return new ImageArchiveError(`${what} holds a hard link to the folder /${target}`, { entry });
+// Named as core's checkImageLayers names them (the link's layer and entry), so every backend's
+// refusal of an image reads the same.
+function linkToFolder(
+  link: Pick<LowerReference, "what" | "member" | "name">,
+  target: string,
+): ImageArchiveError {
+  return new ImageArchiveError(`${link.what} holds a hard link to the folder /${target}`, {
+    entry: printable(link.name),
+    member: link.member,
+  });
 }
 
 function missingTarget(r: LowerReference): ImageArchiveError {
   return new ImageArchiveError(`a hard link points to /${r.path}, which is not in the image below it`, {
     entry: `/${r.link.path}`,
+    member: r.member,
   });
 }
 

@@ -1,5 +1,11 @@
 export { type ConvertOptions, type ConvertResult, convertArchiveToSif } from "./convert-archive.js";
 export {
+  type ConvertLayersInput,
+  type ConvertLayersOptions,
+  type ConvertLayersResult,
+  convertLayersToSif,
+} from "./convert-layers.js";
+export {
   type EntryKind,
   type FlatEntry,
   type FlattenOptions,
@@ -12,7 +18,10 @@ export {
   bufferLayerSource,
   type LayerSource,
   type RandomAccess,
+  type StreamLayerInput,
+  streamLayerSource,
 } from "./layer-source.js";
+export { type PrefetchedLayers, prefetchHeaders } from "./prefetch-headers.js";
 export { type ImageFiles, type ReadImageFilesOptions, readImageFiles } from "./read-image-files.js";
 export {
   alignUp,

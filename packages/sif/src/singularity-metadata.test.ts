@@ -152,6 +152,7 @@ describe("singularityMetadata", () => {
       "dev",
       "home",
       "proc",
+      "root",
       "sys",
       "tmp",
       "var",

@@ -30,10 +30,15 @@ export interface SingularityMetadata {
 }
 
 export interface MetadataOptions {
-  /** Where the image came from, for the definition file ("from:"); its base name is used. */
+  /**
+   * Where the image came from, for the definition file ("from:"): an archive's path (its base
+   * name is used) or, with `bootstrap: "docker"`, a registry reference (used as it is).
+   */
   source: string;
   /** Seconds since the epoch: file times and the build-date label. */
   buildTime: number;
+  /** The definition file's bootstrap agent: "docker-archive" (default) or "docker" (a registry pull, as `apptainer pull` writes). */
+  bootstrap?: "docker-archive" | "docker";
 }
 
 const SCRIPT = 0o755;
@@ -43,9 +48,10 @@ export async function singularityMetadata(
   archive: Pick<ImageArchive, "config" | "configJson" | "architecture">,
   options: MetadataOptions,
 ): Promise<SingularityMetadata> {
-  const from = basename(options.source);
-  const deffile = `bootstrap: docker-archive\nfrom: ${from}\n\n`;
-  const labels = buildLabels(archive.config.labels, archive.architecture, from, options.buildTime);
+  const bootstrap = options.bootstrap ?? "docker-archive";
+  const from = bootstrap === "docker" ? options.source : basename(options.source);
+  const deffile = `bootstrap: ${bootstrap}\nfrom: ${from}\n\n`;
+  const labels = buildLabels(archive.config.labels, archive.architecture, bootstrap, from, options.buildTime);
   const environment = dockerEnvironmentScript(archive.config.env);
   const runscript = runscriptFor(archive.config.entrypoint ?? [], archive.config.cmd ?? []);
   const labelsJson = `${JSON.stringify(labels, null, "\t")}\n`;
@@ -106,9 +112,10 @@ export async function singularityMetadata(
     ]),
     ...links.map(([path, target]): [FlatEntry] => [entry(path, "symlink", 0o777, 0, target)]),
   ];
-  const bottomEntries: [FlatEntry][] = ["dev", "home", "proc", "sys", "tmp", "var", "var/tmp"].map((p) => [
-    entry(p, "directory", 0o755),
-  ]);
+  // As `apptainer build` (1.4) makes them where the image has none, /root included.
+  const bottomEntries: [FlatEntry][] = ["dev", "home", "proc", "root", "sys", "tmp", "var", "var/tmp"].map(
+    (p) => [entry(p, "directory", 0o755)],
+  );
 
   const inspectMetadata = {
     data: {
@@ -165,6 +172,7 @@ function ociConfigOf(configJson: Buffer): Record<string, unknown> {
 function buildLabels(
   imageLabels: Record<string, string>,
   arch: string,
+  bootstrap: string,
   from: string,
   buildTime: number,
 ): Record<string, string> {
@@ -173,7 +181,7 @@ function buildLabels(
     "org.label-schema.build-arch": arch,
     "org.label-schema.build-date": labelDate(buildTime),
     "org.label-schema.schema-version": "1.0",
-    "org.label-schema.usage.singularity.deffile.bootstrap": "docker-archive",
+    "org.label-schema.usage.singularity.deffile.bootstrap": bootstrap,
     "org.label-schema.usage.singularity.deffile.from": from,
   };
   return Object.fromEntries(

@@ -1,6 +1,13 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Writable } from "node:stream";
-import { AbortedError, entryPath, ImageArchiveError, readTarHeaders, streamByteSource } from "@contexec/core";
+import {
+  AbortedError,
+  ContainerError,
+  entryPath,
+  ImageArchiveError,
+  readTarHeaders,
+  streamByteSource,
+} from "@contexec/core";
 import { type DataCopy, type FlattenPlan, OPERATION } from "./flatten-layers.js";
 import type { LayerSource } from "./layer-source.js";
 import { OutputClosedError, TarWriter } from "./tar-writer.js";
@@ -41,7 +48,10 @@ export async function writeFlattened(
   for (let index = 0; index < layers.length; index++) {
     const layer = layers[index] as LayerSource;
     const copies = plan.dataCopies.get(index);
-    const digest = verify && layer.diffId?.startsWith("sha256:") ? layer.diffId : undefined;
+    const checkedBySource = layer.verifiedWhileListing === true;
+    const digest =
+      verify && !checkedBySource && layer.diffId?.startsWith("sha256:") ? layer.diffId : undefined;
+    // A layer the planning pass read whole and checked is read again only to copy files.
     if (!copies && !digest) {
       onBytes?.(layer.storedSize);
       continue;
@@ -49,7 +59,7 @@ export async function writeFlattened(
     const sorted = [...(copies?.values() ?? [])].sort((a, b) => a.dataOffset - b.dataOffset);
     const copier = new RangeCopier(layer.name, sorted, writer);
     if (layer.openRandomAccess) await copyByOffset(layer, copier, digest, signal, onBytes);
-    else await copyStreamed(layer, copies ?? new Map(), copier, digest, signal, onBytes);
+    else await copyStreamed(layer, copies ?? new Map(), copier, digest, checkedBySource, signal, onBytes);
   }
   for (const link of plan.hardLinks) {
     throwIfStopped(signal);
@@ -182,13 +192,16 @@ function neededRanges(sorted: readonly DataCopy[]): [number, number][] {
 /**
  * Copies the winning files of a layer that can only be streamed (a compressed one): its tar is
  * read again, the copies taken by offset as the bytes pass, and every copied entry's name and
- * size checked against the plan (a layer that reads differently twice is refused).
+ * size checked against the plan (a layer that reads differently twice is refused). With
+ * `readToEnd` the stored bytes are read to their end even with nothing left to copy or hash: a
+ * source that checks its own digest (a registry blob) then vouches for what was copied.
  */
 async function copyStreamed(
   layer: LayerSource,
   copies: Map<number, DataCopy>,
   copier: RangeCopier,
   digest: string | undefined,
+  readToEnd: boolean,
   signal: AbortSignal | undefined,
   onBytes: ((n: number) => void) | undefined,
 ): Promise<void> {
@@ -212,22 +225,25 @@ async function copyStreamed(
       left--;
       // Nothing more to copy or hash: the rest of the layer is not read (a decompressing child
       // is killed below rather than waited for).
-      if (left === 0 && !hash) break;
+      if (left === 0 && !hash && !readToEnd) break;
     }
     if (left > 0 || copier.left > 0) {
       throw new ImageArchiveError(`${layer.name} ended before all of its planned entries were read`);
     }
-    if (hash) {
+    if (hash || readToEnd) {
       // The digest covers the whole tar, end-of-archive padding included.
       while (!(await bytes.next()).done) {}
       await opened.finished;
-      checkDigest(layer, digest as string, hash);
     }
+    if (hash) checkDigest(layer, digest as string, hash);
   } catch (caught) {
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-    const err = failure.error ?? caught;
-    if (err instanceof ImageArchiveError || err instanceof AbortedError || err instanceof OutputClosedError)
-      throw err;
+    const seen = failure.error ?? caught;
+    // Corrupt bytes break the decompressor or the tar reader before a source that checks its own
+    // digest has seen them all; its error (a registry's digest mismatch) says more.
+    const err = opened.explain && !(seen instanceof OutputClosedError) ? await opened.explain(seen) : seen;
+    // Typed errors pass as they are (a registry's under a layer stream, too).
+    if (err instanceof ContainerError || err instanceof OutputClosedError) throw err;
     const e = err as Error;
     throw new ImageArchiveError(`${layer.name} cannot be read: ${e.message}`, { cause: err });
   } finally {

@@ -22,12 +22,15 @@ import {
   OwnerFolder,
   openSideChannels,
   type PlanOptions,
+  type PullOptions,
+  type RegistryAccessOptions,
   type RunPlan,
   RuntimeError,
   type RuntimeInfo,
   type RuntimeProfile,
   RuntimeUnavailableError,
   readImageArchive,
+  registryReferenceOf,
   resolveWorkdir,
   runCleanupSteps,
   runPlanSteps,
@@ -42,9 +45,11 @@ import {
   validateSpec,
   withoutSideChannels,
 } from "@contexec/core";
+import { RegistryClient } from "@contexec/registry";
 import { readImageFiles } from "@contexec/sif";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
+import { pullIntoSifCache } from "./image/registry-pull.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
 import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
 import { pathInSif, readFileInSif } from "./image/sif-paths.js";
@@ -116,6 +121,8 @@ export interface ApptainerExecutorOptions {
    * ~/.cache/contexec/probe.
    */
   probeCache?: string | false;
+  /** How pullImage reaches registries (CA, plain-HTTP hosts, credentials, retries, layers at once); see @contexec/registry. */
+  registry?: RegistryAccessOptions;
 }
 
 /**
@@ -135,6 +142,7 @@ export class ApptainerExecutor implements ContainerExecutor {
   #probe: Promise<RuntimeProbe> | undefined;
   #tmpRoot: Promise<string> | undefined;
   #converter: Promise<SifConverter> | undefined;
+  #registry: RegistryClient | undefined;
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
   #unhookTmp: (() => void) | undefined;
@@ -258,7 +266,27 @@ export class ApptainerExecutor implements ContainerExecutor {
     return entry;
   }
 
+  /** Pulls from a registry straight into the SIF cache (see registry-pull.ts); same ImageId as Docker's. */
+  async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+    this.#assertOpen();
+    this.#registry ??= new RegistryClient({
+      ...(this.#env && { env: this.#env }),
+      ...this.#options.registry,
+    });
+    return pullIntoSifCache(this.cache, this.#registry, reference, { ...options, tmpDir: await this.#tmp() });
+  }
+
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
+    const reference = registryReferenceOf(archive);
+    if (reference !== undefined) {
+      const id = await this.pullImage(reference, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
+      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
+      new LoadProgressScale(options.onProgress, []).done();
+      return id;
+    }
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
@@ -444,6 +472,7 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#registry?.close();
     const services = [...this.#services];
     this.#services.clear();
     await Promise.all(services.map((s) => s.stop({ graceMs: 2000 }).catch(() => {})));
@@ -703,6 +732,7 @@ const CONFIG_KEYS = new Set([
   "userns",
   "probeCache",
   "stateDir",
+  "registry",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeConformance } from "@contexec/conformance";
+import { pushForPull } from "@contexec/registry/testing";
 import { execa } from "execa";
 import { afterAll, inject } from "vitest";
 import { runtimeGate } from "#test/runtimes";
@@ -16,12 +17,16 @@ const cacheDir = gate.skip ? "" : await mkdtemp(join(tmpdir(), "contexec-conform
 afterAll(async () => {
   if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
 });
+const pullReference = gate.skip
+  ? undefined
+  : await pushForPull(inject("registries"), join(fixtures, "layered.tar"), "layered");
 
 await describeConformance({
   name: "apptainer",
   ...(gate.reason !== undefined && { unavailable: gate.reason }),
   createExecutor: async () => new ApptainerExecutor({ cacheDir }),
   fixtures: { busybox: join(fixtures, "busybox.tar"), layered: join(fixtures, "layered.tar") },
+  ...(pullReference && { pullReference }),
   // Batch containers are this process's children: whatever is left of them is a descendant.
   // Services are instances (daemons of their own): whatever is left of them is still listed.
   leftovers: async (executor) => {

@@ -29,5 +29,6 @@ process.stdout.write(
     processCpuMs: (total.user + total.system) / 1000,
     peakRssKb: hwm ? Number(hwm[1]) : null,
     sifBytes: result.sifBytes,
+    id: result.id,
   })}\n`,
 );

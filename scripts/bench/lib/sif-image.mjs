@@ -15,9 +15,15 @@ export const IMAGE_VERSION = "v3";
 export const IMAGE_DESCRIPTION =
   "5 layers: text, sources, half-compressible libraries, incompressible blobs, whiteouts, an opaque folder, symlinks, hard links";
 
-/** The image's path, generated on first use. */
-export async function ensureBenchImage(root, cacheDir, log = console.log) {
-  const path = join(cacheDir, `image-${IMAGE_VERSION}.tar`);
+/**
+ * The image's path, generated on first use. With `crossLayerLinks: false`, the variant without
+ * the two hard links to files of lower layers (a separate file): Docker cannot apply such a layer
+ * ("failed to register layer: link ...: no such file or directory"; its own builds never make
+ * one), so the pull section pushes this one, for Docker and Apptainer alike.
+ */
+export async function ensureBenchImage(root, cacheDir, log = console.log, options = {}) {
+  const crossLayerLinks = options.crossLayerLinks ?? true;
+  const path = join(cacheDir, `image-${imageName(crossLayerLinks)}.tar`);
   if (existsSync(path)) return path;
   await mkdir(cacheDir, { recursive: true });
   log(`generating the benchmark image (once) into ${path} ...`);
@@ -165,8 +171,10 @@ export async function ensureBenchImage(root, cacheDir, log = console.log) {
     out.push(whiteout("opt/runtime/cache/.wh..wh..opq"));
     for (let i = 0; i < 20; i++) out.push(file(`opt/runtime/cache/new${i}`, text(2000, 2001)));
     // hard links to files of lower layers
-    out.push(link("app/tool-250-link", "usr/bin/tool-250"));
-    out.push(link("app/blob-link", "opt/runtime/blobs/blob-3.bin"));
+    if (crossLayerLinks) {
+      out.push(link("app/tool-250-link", "usr/bin/tool-250"));
+      out.push(link("app/blob-link", "opt/runtime/blobs/blob-3.bin"));
+    }
     for (let i = 0; i < 400; i++) out.push(file(`app/data/d${i}.json`, text(1000, 60_000)));
     out.push(file("app/model.bin", () => random(20_000_000)));
     return out;
@@ -210,7 +218,7 @@ export async function ensureBenchImage(root, cacheDir, log = console.log) {
   const manifest = [
     {
       Config: configName,
-      RepoTags: [`contexec-bench/image:${IMAGE_VERSION}`],
+      RepoTags: [`contexec-bench/image:${imageName(crossLayerLinks)}`],
       Layers: layers.map((l) => `${l.digest.slice(7)}/layer.tar`),
     },
   ];
@@ -238,6 +246,11 @@ export async function ensureBenchImage(root, cacheDir, log = console.log) {
   await rename(tmp, path);
   await rm(work, { recursive: true, force: true });
   return path;
+}
+
+/** The image's version, and which variant. */
+export function imageName(crossLayerLinks = true) {
+  return crossLayerLinks ? IMAGE_VERSION : `${IMAGE_VERSION}-no-cross-layer-links`;
 }
 
 /** Deterministic bytes: an AES-128-CTR keystream over zeros. */

@@ -22,6 +22,7 @@ import { readJobFile } from "../job/read-job-file.js";
 import { chooseRuntime, readProfile } from "../runtime/choose-runtime.js";
 import { resolveImage } from "../runtime/resolve-image.js";
 import { ProgressReporter } from "../terminal/progress-line.js";
+import { PullProgressBoard } from "../terminal/pull-progress.js";
 
 const HELP = `Usage: contexec run JOB.yaml [SERVICE] [options]
 
@@ -190,6 +191,8 @@ async function runJob(
   const signalNames: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   for (const s of signalNames) process.on(s, onSignal);
   let progress: ProgressReporter | undefined;
+  // A pull's layers, on a terminal only (as a load's bar): a log gets the "pulling" line.
+  const pullBoard = ctx.stderr.isTTY === true ? new PullProgressBoard(ctx.stderr) : undefined;
   try {
     const resolved = await resolveImage(executor, job.image, {
       dryRun: false,
@@ -202,8 +205,10 @@ async function runJob(
         progress ??= new ProgressReporter(ctx.stderr, `loading ${basename(job.spec.image)}`);
         progress.update(bytesDone, bytesTotal);
       },
+      ...(pullBoard && { onPullProgress: (p) => pullBoard.update(p) }),
     });
     progress?.finish();
+    pullBoard?.finish();
     await resolved.dispose();
     if (job.spec.unsupported === "ignore") {
       // What create() will leave out, said before it runs (a dry run says it from the plan).

@@ -8,8 +8,10 @@ import {
   NETWORK_MODES,
   type NetworkMode,
   type PortMapping,
+  RegistryError,
   stopSignalOf,
 } from "@contexec/core";
+import { parseImageReference } from "@contexec/registry";
 import { parseEnvFile } from "./env-file.js";
 import type { JobImage } from "./job.js";
 import { ShellWordsError, splitShellWords } from "./shell-words.js";
@@ -341,12 +343,23 @@ function setArgv(
 
 /**
  * The image: a path (starts with `/`, `./`, `../` or `~/`, ends in `.tar`, or says
- * `docker-archive:`) is an archive beside the job file; anything else an id or a tag.
+ * `docker-archive:`) is an archive beside the job file; `docker://REF` an image in a registry
+ * (the reference checked here, at its line); anything else an id or a tag.
  */
 export function readImage(node: TreeNode, path: string, ctx: ServiceContext): JobImage | undefined {
   const value = ctx.reader.text(node, path, "an archive path, an image id or a tag");
   if (value === undefined) return undefined;
   ctx.reader.origin("image", node);
+  if (value.startsWith("docker://")) {
+    const ref = value.slice("docker://".length);
+    try {
+      parseImageReference(ref);
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      return ctx.reader.fail(node, path, err.message.replace(/^reference: /, ""));
+    }
+    return { kind: "registry", ref };
+  }
   const explicit = /^docker-archive:(?:\/\/)?(.+)$/.exec(value);
   if (explicit) return { kind: "archive", path: hostPath(explicit[1] as string, ctx) };
   if (/^(\/|\.\.?\/|~\/)/.test(value) || /\.tar$/i.test(value)) {

@@ -5,7 +5,9 @@ export type JobImage =
   /** A docker-archive or OCI layout tarball (absolute path). */
   | { kind: "archive"; path: string }
   /** An image id or tag: loaded in the runtime already, or (Apptainer) in the local Docker daemon. */
-  | { kind: "ref"; ref: string };
+  | { kind: "ref"; ref: string }
+  /** `docker://REF`: an image in a registry, pulled into the runtime unless it has it already. */
+  | { kind: "registry"; ref: string };
 
 /** The `runtime:` chapter: which backend, and its options (as `createExecutor` takes them). */
 export interface JobRuntime {

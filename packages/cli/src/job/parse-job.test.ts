@@ -120,6 +120,19 @@ describe("parseJob: a compose service", () => {
     });
   });
 
+  it("takes docker://REF as an image in a registry, its reference checked at its line", () => {
+    const job = parse("image: docker://127.0.0.1:5000/team/tool:1.2\n");
+    expect(job.image).toEqual({ kind: "registry", ref: "127.0.0.1:5000/team/tool:1.2" });
+    expect(job.spec.image).toBe("127.0.0.1:5000/team/tool:1.2");
+    expect(parse(`image: docker://busybox@sha256:${"b".repeat(64)}\n`).image).toEqual({
+      kind: "registry",
+      ref: `busybox@sha256:${"b".repeat(64)}`,
+    });
+    const err = errorOf(lines("command: [x]", "image: docker://Not A Reference"));
+    expect(err.issues.map((i) => `${i.pos.line}:${i.pos.col} ${i.path}`)).toEqual(["2:8 image"]);
+    expect(err.message).toContain('"Not A Reference" is not an image reference: it contains white space');
+  });
+
   it("splits string commands as compose does, and an empty entrypoint clears the image's", () => {
     const job = parse(lines("image: x:1", "command: python3 -c \"print('a b')\"", 'entrypoint: ""'));
     expect(job.spec.command).toEqual(["python3", "-c", "print('a b')"]);

@@ -9,6 +9,7 @@ import {
   ImageArchiveError,
   type LoadOptions,
   type PlannedCommand,
+  type PullOptions,
   type RunPlan,
   readImageArchive,
 } from "@contexec/core";
@@ -31,6 +32,8 @@ export interface ResolveImageOptions {
   dryRun: boolean;
   signal?: AbortSignal;
   onProgress?: LoadOptions["onProgress"];
+  /** Per-layer progress of a pull (`image: docker://REF`). */
+  onPullProgress?: PullOptions["onProgress"];
   /** Says what is happening (exporting from Docker, converting). */
   log: (line: string) => void;
   env: NodeJS.ProcessEnv;
@@ -40,8 +43,10 @@ const nothing = async () => {};
 
 /**
  * Finds the job's image for `executor`: an archive is loaded (a dry run reads its config only);
- * an id or tag must be known to the runtime, except on Apptainer, where a tag of the local
- * Docker daemon is exported from it (`docker save`) and converted, as DockSing users expect.
+ * `docker://REF` is pulled unless the runtime has it already (compose's pull_policy "missing"; a
+ * dry run pulls nothing and needs it there); an id or tag must be known to the runtime, except on
+ * Apptainer, where a tag of the local Docker daemon is exported from it (`docker save`) and
+ * converted, as DockSing users expect.
  */
 export async function resolveImage(
   executor: ContainerExecutor,
@@ -62,6 +67,25 @@ export async function resolveImage(
     const id = await executor.loadImage(image.path, {
       ...signal,
       ...(options.onProgress && { onProgress: options.onProgress }),
+    });
+    return { image: id, dispose: nothing };
+  }
+  if (image.kind === "registry") {
+    const have = await executor.hasImage(image.ref).catch((err: unknown) => {
+      if (options.dryRun) return false;
+      throw err;
+    });
+    if (have) return { image: image.ref, dispose: nothing };
+    if (options.dryRun) {
+      throw new ContainerError(
+        "E_IMAGE_NOT_FOUND",
+        `image docker://${image.ref} is not in ${executor.runtime} here, and a dry run pulls nothing: run contexec pull ${image.ref} --runtime ${executor.runtime} first, then plan again`,
+      );
+    }
+    options.log(`pulling ${image.ref} into ${executor.runtime}`);
+    const id = await executor.pullImage(image.ref, {
+      ...signal,
+      ...(options.onPullProgress && { onProgress: options.onPullProgress }),
     });
     return { image: id, dispose: nothing };
   }

@@ -243,7 +243,7 @@ async function readDockerArchive(
       entry: configName,
     });
   }
-  const { config, diffIds, architecture, os } = readConfig(configJson, configName);
+  const { config, diffIds, architecture, os } = readImageConfig(configJson, configName);
   const layerNames = image.Layers.map((l) => {
     if (typeof l !== "string") throw new ImageArchiveError("manifest.json Layers must be strings");
     return memberPath(l, "manifest.json");
@@ -320,7 +320,7 @@ async function readOciLayout(
     }
     const configJson = await blob(manifest.config, "image config");
     const configName = blobPath(manifest.config, "image config");
-    const { config, diffIds, architecture, os } = readConfig(configJson, configName);
+    const { config, diffIds, architecture, os } = readImageConfig(configJson, configName);
     checkLayerCount(manifest.layers.length, diffIds);
     return {
       format: "oci-layout",
@@ -378,10 +378,19 @@ function pickImage<T>(
   );
 }
 
-function readConfig(
-  json: Buffer,
-  name: string,
-): { config: ImageConfig; diffIds: string[] | undefined; architecture: string; os: string } {
+/** What an image config's JSON says: the run config, the layers' diff_ids, architecture and os. */
+export interface ImageConfigFields {
+  config: ImageConfig;
+  diffIds: string[] | undefined;
+  architecture: string;
+  os: string;
+}
+
+/**
+ * Reads an image config's JSON (as stored in an archive or a registry). `name` names it in errors.
+ * Not JSON, or not an object: {@link ImageArchiveError}.
+ */
+export function readImageConfig(json: Buffer, name = "the image config"): ImageConfigFields {
   const raw = parseJson(json, name) as {
     config?: unknown;
     rootfs?: { diff_ids?: unknown };

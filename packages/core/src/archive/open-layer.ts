@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from "node:stream";
 import * as zlib from "node:zlib";
 import { AbortedError, ImageArchiveError, RuntimeUnavailableError } from "../errors.js";
 import { findExecutable } from "../find-executable.js";
-import type { ArchiveLayer } from "./image-archive.js";
+import type { ArchiveLayer, LayerCompression } from "./image-archive.js";
 
 /**
  * Opens one layer of an image archive file by offset and gives its *uncompressed* tar bytes:
@@ -20,6 +20,12 @@ export interface OpenedLayer {
   finished: Promise<void>;
   /** Stops reading and kills any child. */
   destroy(): void;
+  /**
+   * After a failure while reading: the error that explains it best, the source's own when it
+   * has one (a registry blob that does not match its digest), else `err`. Reads the rest of the
+   * stored bytes to find out; call it before destroy().
+   */
+  explain?(err: unknown): Promise<unknown>;
 }
 
 type ZlibWithZstd = typeof zlib & { createZstdDecompress?: () => import("node:stream").Transform };
@@ -31,7 +37,9 @@ const COMMANDS: Record<string, { command: string; package: string }> = {
 };
 
 /** Fails early, before anything is written, when a layer's compression cannot be read here. */
-export async function checkLayerDecompression(layers: readonly ArchiveLayer[]): Promise<void> {
+export async function checkLayerDecompression<L extends Pick<ArchiveLayer, "compression" | "member">>(
+  layers: readonly L[],
+): Promise<void> {
   for (const layer of layers) {
     if (layer.compression === "none" || layer.compression === "gzip") continue;
     if (layer.compression === "zstd" && typeof (zlib as ZlibWithZstd).createZstdDecompress === "function")
@@ -64,12 +72,25 @@ export function openLayer(
     highWaterMark: READ_CHUNK,
   });
   if (onRawBytes) raw.on("data", (chunk) => onRawBytes(chunk.length));
-  const what = `layer ${layer.member}`;
+  return decompressStream(raw, layer.compression, `layer ${layer.member}`, signal);
+}
+
+/**
+ * A layer's uncompressed tar from its stored bytes: gzip through zlib, zstd through zlib when
+ * this Node has it (22.15+) or else the `zstd` command, bzip2 and xz through their commands.
+ * Decompression failures are ImageArchiveErrors naming `what`.
+ */
+export function decompressStream(
+  raw: Readable,
+  compression: LayerCompression,
+  what: string,
+  signal?: AbortSignal,
+): OpenedLayer {
   const decompressError = (err: Error) =>
-    new ImageArchiveError(`${what} cannot be decompressed (${layer.compression}): ${err.message}`, {
+    new ImageArchiveError(`${what} cannot be decompressed (${compression}): ${err.message}`, {
       cause: err,
     });
-  switch (layer.compression) {
+  switch (compression) {
     case "none":
       return { stream: raw, finished: Promise.resolve(), destroy: () => raw.destroy() };
     case "gzip":
