@@ -70,6 +70,8 @@ export {
   describePlan,
   type FormatPlanOptions,
   formatPlan,
+  formatPlanCommand,
+  formatPlanStep,
   PLAN_SETUP_FAILED_EXIT,
 } from "./plan/format-plan.js";
 export { hostFacts } from "./plan/host-facts.js";

@@ -27,21 +27,21 @@ export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): stri
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
-    for (const step of plan.after) lines.push(`  ${renderStep(step)}`);
+    for (const step of plan.after) lines.push(`  ${formatPlanStep(step)}`);
     lines.push("}", "trap contexec_after EXIT");
   }
   const setupFailed = `exit ${PLAN_SETUP_FAILED_EXIT}`;
   const prepare = plan.image.prepare;
   if (prepare) {
-    lines.push(`if ! ${renderCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1; then`);
+    lines.push(`if ! ${formatPlanCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1; then`);
     prepare.commands.forEach((c, i) => {
-      lines.push(`  ${renderCommand(c, `image.prepare.commands[${i}]`)} || ${setupFailed}`);
+      lines.push(`  ${formatPlanCommand(c, `image.prepare.commands[${i}]`)} || ${setupFailed}`);
     });
     lines.push("fi");
   }
-  for (const step of plan.before) lines.push(`${renderStep(step)} || ${setupFailed}`);
+  for (const step of plan.before) lines.push(`${formatPlanStep(step)} || ${setupFailed}`);
   lines.push(`cd -- ${shellQuote(plan.command.cwd, "command.cwd")} || ${setupFailed}`);
-  const run = renderCommand(plan.command, "command");
+  const run = formatPlanCommand(plan.command, "command");
   lines.push(plan.command.stdin ? run : `${run} </dev/null`);
   return `${lines.join("\n")}\n`;
 }
@@ -64,7 +64,11 @@ export function describePlan(plan: RunPlan): string[] {
   return lines;
 }
 
-function renderCommand(command: PlannedCommand, where: string): string {
+/**
+ * One planned command as a bash command line: `env -i` with exactly its environment, its argv,
+ * inside its cgroups when it has any. For scripts built around a plan (a batch scheduler's job).
+ */
+export function formatPlanCommand(command: PlannedCommand, where = "command"): string {
   const env = Object.entries(command.env).map(([k, v]) => shellQuote(`${k}=${v}`, `${where}.env.${k}`));
   const run = ["env", "-i", ...env, shellJoin(command.argv, `${where}.argv`)].join(" ");
   if (!command.joinCgroups?.length) return run;
@@ -73,7 +77,8 @@ function renderCommand(command: PlannedCommand, where: string): string {
   return `( ${join.join(" && ")} && exec ${run} )`;
 }
 
-function renderStep(step: PlanStep): string {
+/** One plan step as a bash command line: what runPlanSteps does, for a script. */
+export function formatPlanStep(step: PlanStep): string {
   const path = shellQuote(step.path, "step.path");
   switch (step.op) {
     case "mkdir":
