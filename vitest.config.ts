@@ -10,7 +10,7 @@ const alias = [
     find: /^@contexec\/core\/testing$/,
     replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
   },
-  ...["core", "docker", "conformance", "sif", "singularity"].map((pkg) => ({
+  ...["core", "docker", "conformance", "sif", "singularity", "slurm"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),
