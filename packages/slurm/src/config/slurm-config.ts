@@ -19,6 +19,8 @@ export type ExtraOptionValue = string | number | true;
 
 /** Where and how jobs are submitted. */
 export interface SlurmOptions {
+  /** A folder holding the SLURM commands (sbatch, sacct, squeue, scontrol, scancel, sinfo, srun); default: found on PATH. */
+  binDir?: string;
   /** `--partition`; the cluster's default partition when absent. */
   partition?: string;
   /** `--account`. */
@@ -98,6 +100,7 @@ export interface ResolvedSlurmOptions extends SlurmOptions {
 
 const TOP_KEYS = new Set(["runtime", "inner", "slurm", "innerConfig", "nodeProfile"]);
 const SLURM_KEYS = new Set([
+  "binDir",
   "partition",
   "account",
   "qos",
@@ -186,6 +189,8 @@ export function resolveSlurmConfig(config: Record<string, unknown>): {
       issues.push("slurm.workDir must not hold % or \\ (sbatch reads them in --output file patterns)");
     }
   }
+  if (s.binDir !== undefined && (typeof s.binDir !== "string" || !isAbsolute(s.binDir)))
+    issues.push("slurm.binDir must be an absolute path (the folder holding sbatch, sacct, ...)");
   if (s.timeLimit !== undefined) {
     try {
       parseTimeLimit(s.timeLimit as string | number);

@@ -150,7 +150,7 @@ function stdinFeeder(files: JobFiles): string[] {
     '    if [ "$size" -gt "$sent" ]; then',
     `      tail -c "+$((sent + 1))" -- ${stdin} | head -c "$((size - sent))" || return 0`,
     "      sent=$size",
-    '    elif [ "$complete" = 1 ] || [ -e ' + `${shellQuote(files.exit)} ]; then`,
+    `    elif [ "$complete" = 1 ] || [ -e ${shellQuote(files.exit)} ]; then`,
     "      return 0",
     `    elif [ -e ${shellQuote(files.stdinEnd)} ]; then`,
     // One more look: bytes appended before the marker appeared.
