@@ -56,6 +56,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$((mem_mb / cpus))
 SchedulerType=sched/backfill
+# Schedule a batch job when it is submitted (the default waits up to 3 s to gather several).
+SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
 # The node may declare more CPUs than the machine has (test jobs mostly wait): see the README.
 SlurmdParameters=config_overrides
@@ -72,8 +74,7 @@ cgroup_conf_text() {
   cat <<EOF
 $marker
 ConstrainRAMSpace=yes
-ConstrainSwapSpace=yes
-AllowedSwapSpace=0
+ConstrainSwapSpace=no
 ConstrainCores=no
 ConstrainDevices=no
 EOF

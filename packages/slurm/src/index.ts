@@ -14,7 +14,12 @@ export { type SharedArchive, SharedImages } from "./images/shared-images.js";
 export { FileFollower, type FileFollowerOptions } from "./io/file-follower.js";
 export { StdinFile } from "./io/stdin-file.js";
 export { type JobFiles, jobFiles } from "./job/job-files.js";
-export { FORWARDED_SIGNALS, type JobScriptInput, renderJobScript } from "./job/job-script.js";
+export {
+  type ContainerMemoryCgroup,
+  FORWARDED_SIGNALS,
+  type JobScriptInput,
+  renderJobScript,
+} from "./job/job-script.js";
 export {
   renderSbatchOptions,
   resourceOptions,

@@ -13,7 +13,9 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  type Mount,
   type PlanOptions,
+  type Resources,
   type RunPlan,
   type RuntimeInfo,
   type RuntimeProfile,
@@ -36,7 +38,7 @@ import {
 } from "./config/slurm-config.js";
 import { SharedImages } from "./images/shared-images.js";
 import { type JobFiles, jobFiles } from "./job/job-files.js";
-import { renderJobScript } from "./job/job-script.js";
+import { type ContainerMemoryCgroup, renderJobScript } from "./job/job-script.js";
 import { renderSbatchOptions } from "./job/sbatch-options.js";
 import { defaultNodeProbeCommand, nodeProfile } from "./probe/node-profile.js";
 import { EXEC_UNSUPPORTED, SlurmContainer } from "./run/slurm-container.js";
@@ -309,15 +311,18 @@ export class SlurmExecutor implements ContainerExecutor {
       this.#capabilities(cluster, node),
       "slurm",
     );
-    const innerSpec = withoutSchedulerResources(valid);
+    const ignored = new Set(gaps.map((g) => g.field));
+    const files = jobFiles(join(this.runDir, id.slice(0, 16)));
+    const memoryCgroup = this.#memoryCgroup(valid, cluster, node, files, ignored);
+    const innerSpec = this.#innerSpec(valid, memoryCgroup);
     const archive = await this.#archiveFor(valid.image);
     const inner = await this.#innerPlanner.plan(innerSpec, {
       profile: node,
-      checkHostPaths,
+      // The user's bind sources were checked above; the job's own appear when it runs.
+      checkHostPaths: false,
       ...(archive !== undefined && { archive }),
       ...(options.signal && { signal: options.signal }),
     });
-    const files = jobFiles(join(this.runDir, id.slice(0, 16)));
     const jobName = valid.name ?? `contexec-${id.slice(0, 12)}`;
     const stopSignal = stopSignalOf(inner.process.stopSignal) ?? "SIGTERM";
     const sbatchOptions = renderSbatchOptions({
@@ -330,7 +335,8 @@ export class SlurmExecutor implements ContainerExecutor {
       timeLimit: this.options.timeLimit,
       signalBeforeLimitSec: this.options.signalBeforeLimitSec,
       stopSignal,
-      resources: valid.resources,
+      // What the spec lets go of (unsupported: "ignore") is not asked of the scheduler either.
+      resources: this.#jobResources(withoutFields(valid.resources, ignored)),
       extra: this.options.extra,
     });
     const script = renderJobScript({
@@ -340,6 +346,7 @@ export class SlurmExecutor implements ContainerExecutor {
       stopSignal,
       // Concurrent jobs converting one archive on their nodes take turns (Apptainer's plan builds to a fixed temporary name).
       ...(inner.image.prepare && inner.image.path && { prepareLock: `${inner.image.path}.prepare-lock` }),
+      ...(memoryCgroup && { memoryCgroup }),
     });
     return {
       planVersion: 1,
@@ -432,6 +439,73 @@ export class SlurmExecutor implements ContainerExecutor {
     }
   }
 
+  /**
+   * The inner runtime's spec. Apptainer runs inside the job's cgroup, which SLURM holds to the
+   * memory and CPUs asked of it: those fields are the scheduler's (and the job's memory cgroup
+   * is shown to the container, where it can be). Docker runs the container under its daemon,
+   * outside the job: the daemon must hold it to them as well.
+   */
+  #innerSpec(spec: ContainerSpec, view: ContainerMemoryCgroup | undefined): ContainerSpec {
+    if (this.inner === "docker") return spec;
+    const resources = withoutFields(
+      spec.resources,
+      new Set(SCHEDULER_RESOURCES.map((k) => `resources.${k}`)),
+    );
+    const { resources: _, ...rest } = spec;
+    const mounts: Mount[] = [
+      ...(spec.mounts ?? []),
+      ...(view
+        ? [
+            ...(view.version === 1
+              ? [{ type: "bind" as const, source: view.skeleton, target: "/sys/fs/cgroup", readOnly: true }]
+              : []),
+            {
+              type: "bind" as const,
+              source: view.link,
+              target: view.version === 1 ? "/sys/fs/cgroup/memory" : "/sys/fs/cgroup",
+              readOnly: true,
+            },
+          ]
+        : []),
+    ];
+    return { ...rest, ...(resources && { resources }), ...(mounts.length > 0 && { mounts }) };
+  }
+
+  /**
+   * The container's own memory cgroup in the job (see ContainerMemoryCgroup): with Apptainer
+   * inside, run as root (a user namespace can neither make cgroups nor bind the host's cgroup
+   * files), and a memory limit the cluster enforces. The cgroup version comes from the node's
+   * Apptainer profile (its cgroup layout).
+   */
+  #memoryCgroup(
+    spec: ContainerSpec,
+    cluster: ClusterInfo,
+    node: RuntimeProfile,
+    files: JobFiles,
+    ignored: Set<string>,
+  ): ContainerMemoryCgroup | undefined {
+    const memoryBytes = spec.resources?.memoryBytes;
+    if (this.inner !== "apptainer" || node.privilege !== "root" || !cluster.confinesMemory) return undefined;
+    if (memoryBytes === undefined || ignored.has("resources.memoryBytes")) return undefined;
+    const layout = (node.planner as { cgroupLayout?: { version?: unknown } }).cgroupLayout;
+    return {
+      version: layout?.version === 2 ? 2 : 1,
+      memoryBytes,
+      link: join(files.dir, "cgroup-memory"),
+      skeleton: join(files.dir, "cgroup-view"),
+    };
+  }
+
+  /**
+   * What the job asks of the scheduler: the spec's resources, and with Apptainer inside (whose
+   * runtime processes live in the job) its memory plus the runtime's share, so that the
+   * container itself gets what it asked for.
+   */
+  #jobResources(resources: Resources | undefined): Resources | undefined {
+    if (!resources || resources.memoryBytes === undefined || this.inner !== "apptainer") return resources;
+    return { ...resources, memoryBytes: resources.memoryBytes + this.options.runtimeMemoryMiB * 1024 * 1024 };
+  }
+
   /** The archive a plan needs when the image is not converted already (Docker inside: always). */
   async #archiveFor(image: string): Promise<string | undefined> {
     if (await this.images.converted(image)) return undefined;
@@ -481,12 +555,11 @@ export class SlurmExecutor implements ContainerExecutor {
   }
 }
 
-function withoutSchedulerResources(spec: ContainerSpec): ContainerSpec {
-  if (!spec.resources) return spec;
-  const resources = { ...spec.resources };
-  for (const key of SCHEDULER_RESOURCES) delete resources[key];
-  const { resources: _, ...rest } = spec;
-  return Object.keys(resources).length > 0 ? { ...rest, resources } : rest;
+/** Resources without the fields named ("resources.memoryBytes"); undefined when none is left. */
+function withoutFields(resources: Resources | undefined, fields: Set<string>): Resources | undefined {
+  if (!resources) return undefined;
+  const kept = Object.fromEntries(Object.entries(resources).filter(([k]) => !fields.has(`resources.${k}`)));
+  return Object.keys(kept).length > 0 ? (kept as Resources) : undefined;
 }
 
 /** Creates a SLURM executor; nothing is asked of the cluster until it is used. */

@@ -49,7 +49,7 @@ export function registerServiceCases(ctx: SuiteContext): void {
     expect((await ctx.executor().listServices()).map((s) => s.name)).not.toContain(service.name);
     await expect(fetch(`http://${host}:${hostPort}/hello.txt`)).rejects.toThrow();
     if (ctx.options.leftovers) expect(await ctx.options.leftovers(ctx.executor())).toEqual([]);
-  });
+  }, ["exec"]);
 
   test("two services of one image run at once, each its own", async () => {
     const spec = (n: string): ContainerSpec => ({
@@ -72,7 +72,7 @@ export function registerServiceCases(ctx: SuiteContext): void {
       expect(seen).toBe(`${n}\n`);
     }
     await Promise.all([a?.stop({ graceMs: 1000 }), b?.stop({ graceMs: 1000 })]);
-  });
+  }, ["exec"]);
 
   test("stopping a stopped service returns the same status; exec into it gives ContainerStateError", async () => {
     const service = await startService({ image: ctx.images().busybox, command: ["sleep", "1000"] });
@@ -121,7 +121,7 @@ export function registerServiceCases(ctx: SuiteContext): void {
       { ready: { exec: ["test", "-e", "/tmp/ready"] }, readyOptions: { timeoutMs: 20_000 } },
     );
     expect((await byExec.exec(["ls", "/tmp/ready"])).exitCode).toBe(0);
-  });
+  }, ["exec"]);
 
   test("a service that never gets ready: TimeoutError with its last log lines, and nothing left running", async () => {
     const port = await freePort();
@@ -168,7 +168,7 @@ export function registerServiceCases(ctx: SuiteContext): void {
     expect(out.toString()).toBe("SHOUT\n");
     expect(err.toString()).toBe("done\n");
     expect(code).toBe(0);
-  });
+  }, ["exec"]);
 
   test("close() stops every service the executor started, leaving nothing behind", async () => {
     const executor = await ctx.options.createExecutor();

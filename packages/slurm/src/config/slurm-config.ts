@@ -47,6 +47,12 @@ export interface SlurmOptions {
    * "mail-type": "END", exclusive: true }` gives `--constraint=haswell --mail-type=END --exclusive`.
    */
   extra?: Record<string, ExtraOptionValue>;
+  /**
+   * Memory asked of the scheduler beyond the container's `resources.memoryBytes` for the inner
+   * runtime's own processes, which run in the job (Apptainer's starter and init: about 20 MiB).
+   * Default 64 MiB. (With Docker inside the container runs under the node's daemon, outside the job.)
+   */
+  runtimeMemoryMiB?: number;
   /** Default "auto". */
   tracking?: TrackingMode;
   /** The scheduler is asked at most this often, while something changes; default 2000 ms. */
@@ -91,6 +97,7 @@ export interface ResolvedSlurmOptions extends SlurmOptions {
   sharedCacheDir: string;
   extra: Record<string, ExtraOptionValue>;
   tracking: TrackingMode;
+  runtimeMemoryMiB: number;
   pollIntervalMs: number;
   maxPollIntervalMs: number;
   commandTimeoutMs: number;
@@ -109,6 +116,7 @@ const SLURM_KEYS = new Set([
   "sharedCacheDir",
   "extra",
   "tracking",
+  "runtimeMemoryMiB",
   "pollIntervalMs",
   "maxPollIntervalMs",
   "commandTimeoutMs",
@@ -253,6 +261,7 @@ export function resolveSlurmConfig(config: Record<string, unknown>): {
       sharedCacheDir: options.sharedCacheDir ?? `${options.workDir.replace(/\/+$/, "")}/images`,
       extra: extra as Record<string, ExtraOptionValue>,
       tracking: options.tracking ?? "auto",
+      runtimeMemoryMiB: options.runtimeMemoryMiB ?? 64,
       pollIntervalMs,
       maxPollIntervalMs: Math.max(options.maxPollIntervalMs ?? 30_000, pollIntervalMs),
       commandTimeoutMs: options.commandTimeoutMs ?? 30_000,

@@ -101,7 +101,7 @@ describe("renderJobScript (run through real bash)", () => {
       `${HOSTILE.map((a) => `[${a}]`).join("")}\n${HOSTILE.map((a) => `<${a}>`).join("")}`,
     );
     expect(await readFile(files.stderr, "utf8")).toBe("err\n");
-    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=7\n");
+    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=7\noom=0\n");
   });
 
   it("runs the steps before and after, and writes only the finished status file", async () => {
@@ -124,7 +124,7 @@ describe("renderJobScript (run through real bash)", () => {
     child.kill("SIGINT");
     expect(await done).toBe(3);
     expect(await readFile(files.stdout, "utf8")).toBe("ready\ntrapped\n");
-    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=3\n");
+    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=3\noom=0\n");
   });
 
   it("a container ended by a forwarded signal reports 128+n", async () => {
@@ -134,7 +134,7 @@ describe("renderJobScript (run through real bash)", () => {
     await waitFor(async () => (await readFile(files.stdout, "utf8").catch(() => "")) === "ready\n");
     child.kill("SIGTERM");
     expect(await done).toBe(143);
-    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\n");
+    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\noom=0\n");
   });
 
   it("feeds stdin from the job's file as it grows, binary-safe, until the end marker", async () => {
@@ -160,7 +160,7 @@ describe("renderJobScript (run through real bash)", () => {
     plan.before = [{ op: "write", path: join(root, "no such dir", "file"), content: "x", why: "test" }];
     const { done } = await start(plan, files);
     expect(await done).toBe(125);
-    expect(await readFile(files.exit, "utf8")).toBe("phase=setup\ncode=125\n");
+    expect(await readFile(files.exit, "utf8")).toBe("phase=setup\ncode=125\noom=0\n");
     expect(await readFile(files.stdout, "utf8").catch(() => "")).toBe("");
   });
 

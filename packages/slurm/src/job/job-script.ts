@@ -22,6 +22,26 @@ export interface JobScriptInput {
   stopSignal: NodeJS.Signals;
   /** A folder made while one job prepares the image, so concurrent jobs convert it once. */
   prepareLock?: string | undefined;
+  /** Give the container a memory cgroup of its own in the job (see {@link ContainerMemoryCgroup}). */
+  memoryCgroup?: ContainerMemoryCgroup | undefined;
+}
+
+/**
+ * The container's memory limit inside the job, as Docker gives it: with cgroup v1, a memory
+ * cgroup of the container's own under the batch shell's (so under the limit SLURM holds the
+ * job to), holding only the container's processes: not the runtime's (Apptainer's starter and
+ * its namespace's init), which stay beside it in the job. Its limit is `memoryBytes`, its OOM
+ * kills are counted into the exit status file, and it is shown to the container read-only at
+ * /sys/fs/cgroup/memory through `link` (the plan binds `skeleton`, holding an empty `memory`
+ * folder, over /sys/fs/cgroup first: a fresh sysfs has no folder to bind onto). With cgroup v2
+ * (no processes may sit beside a child with controllers) the job's own cgroup is shown instead
+ * and SLURM's limit is the one that holds.
+ */
+export interface ContainerMemoryCgroup {
+  version: 1 | 2;
+  memoryBytes: number;
+  link: string;
+  skeleton: string;
 }
 
 /**
@@ -45,22 +65,27 @@ export function renderJobScript(input: JobScriptInput): string {
   lines.push(
     "#",
     "# contexec job: a container run by the plan below, on the node SLURM picks.",
-    ...describePlan(plan).map((l) => `# ${l}`.trimEnd()),
+    ...describePlan(plan)
+      .flatMap((l) => l.split("\n"))
+      .map((l) => `# ${l}`.trimEnd()),
     "set -u",
     // Without job control a background command ignores SIGINT and SIGQUIT (bash(1)), and the
     // container could not be given them.
     "set -m",
     `contexec_status() {`,
-    `  printf 'phase=%s\\ncode=%s\\n' "$1" "$2" > ${q(exitTmp)} && mv -f -- ${q(exitTmp)} ${q(files.exit)}`,
+    `  printf 'phase=%s\\ncode=%s\\noom=%s\\n' "$1" "$2" "\${3:-0}" > ${q(exitTmp)} && mv -f -- ${q(exitTmp)} ${q(files.exit)}`,
     `}`,
     // A requeued job starts again: the status of an earlier attempt is not this one's.
     `rm -f -- ${q(files.exit)} ${q(exitTmp)}`,
     "contexec_lock_held=0",
+    "contexec_box=",
     "contexec_on_exit() {",
     ...(input.prepareLock
       ? [`  [ "$contexec_lock_held" = 0 ] || rmdir -- ${q(input.prepareLock)} 2>/dev/null`]
       : []),
     ...plan.after.map((step) => `  ${formatPlanStep(step)}`),
+    // The container's cgroup goes before the job's: SLURM could not remove the job's otherwise.
+    '  if [ -n "$contexec_box" ]; then for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir -- "$contexec_box" 2>/dev/null && break; sleep 0.1; done; fi',
     "  :",
     "}",
     "trap contexec_on_exit EXIT",
@@ -95,6 +120,7 @@ export function renderJobScript(input: JobScriptInput): string {
     }
     lines.push("fi");
   }
+  if (input.memoryCgroup) lines.push(...memoryCgroupLines(input.memoryCgroup));
   for (const step of plan.before) lines.push(`${formatPlanStep(step)} || contexec_setup_failed`);
   lines.push(`cd -- ${q(plan.command.cwd, "command.cwd")} || contexec_setup_failed`);
 
@@ -119,8 +145,11 @@ export function renderJobScript(input: JobScriptInput): string {
   } else {
     lines.push(`${run} < /dev/null ${output} &`);
   }
+  lines.push("contexec_pid=$!");
+  if (input.memoryCgroup?.version === 1) {
+    lines.push('if [ -n "$contexec_box" ]; then contexec_confine & contexec_confiner=$!; fi');
+  }
   lines.push(
-    "contexec_pid=$!",
     // wait returns early when a trapped signal arrives; the loop waits again (bash keeps the
     // status of a child that ended meanwhile).
     "contexec_trapped=1",
@@ -129,10 +158,78 @@ export function renderJobScript(input: JobScriptInput): string {
     '  wait "$contexec_pid"',
     "  contexec_code=$?",
     "done",
-    'contexec_status container "$contexec_code"',
+    ...(input.memoryCgroup?.version === 1
+      ? [
+          'if [ -n "$contexec_box" ]; then',
+          '  kill "$contexec_confiner" 2>/dev/null',
+          '  while read -r contexec_k contexec_v; do [ "$contexec_k" != oom_kill ] || [ "$contexec_v" = 0 ] || contexec_oom=1; done < "$contexec_box/memory.oom_control"',
+          "fi",
+        ]
+      : []),
+    'contexec_status container "$contexec_code" "${contexec_oom:-0}"',
     'exit "$contexec_code"',
   );
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * v1: makes the container's memory cgroup under the batch shell's own and a function moving the
+ * container's processes into it; v2: finds the job's cgroup. Links the view to it. Where neither
+ * can be made the link points at an empty folder (the bind still works and shows nothing), and
+ * the job's limit alone holds.
+ */
+function memoryCgroupLines(cg: ContainerMemoryCgroup): string[] {
+  const q = shellQuote;
+  const empty = `${cg.skeleton}/memory`;
+  const lines = [`mkdir -p -- ${q(empty)} || contexec_setup_failed`, "contexec_oom=0"];
+  if (cg.version === 2) {
+    return [
+      ...lines,
+      `contexec_cg=$(awk -F: '$1 == "0" { print $3; exit }' /proc/self/cgroup)`,
+      `contexec_cg_root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)`,
+      // SLURM's path is .../job_N/step_batch/...: the limit is set at the job.
+      "contexec_view=$contexec_cg_root${contexec_cg%%/step_*}",
+      `[ -n "$contexec_cg" ] && [ -n "$contexec_cg_root" ] && [ -d "$contexec_view" ] || contexec_view=${q(empty)}`,
+      `ln -sfn -- "$contexec_view" ${q(cg.link)} || contexec_setup_failed`,
+    ];
+  }
+  return [
+    ...lines,
+    `contexec_cg=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)`,
+    `contexec_cg_root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)`,
+    "contexec_shell_cg=$contexec_cg_root$contexec_cg",
+    'if [ -n "$contexec_cg" ] && [ -n "$contexec_cg_root" ] && [ -d "$contexec_shell_cg" ]; then',
+    "  contexec_box=$contexec_shell_cg/contexec-container",
+    `  if ! { mkdir -p -- "$contexec_box" && printf '%s' ${cg.memoryBytes} > "$contexec_box/memory.limit_in_bytes"; }; then`,
+    '    rmdir -- "$contexec_box" 2>/dev/null',
+    "    contexec_box=",
+    "  fi",
+    // Memory the container's processes allocated before they moved in is charged along (v1).
+    `  [ -z "$contexec_box" ] || { printf 3 > "$contexec_box/memory.move_charge_at_immigrate"; } 2>/dev/null`,
+    "fi",
+    `if [ -n "$contexec_box" ]; then contexec_view=$contexec_box; else contexec_view=${q(empty)}; fi`,
+    `ln -sfn -- "$contexec_view" ${q(cg.link)} || contexec_setup_failed`,
+    // Moves the container's processes (in a PID namespace other than this shell's, but not that
+    // namespace's init, the runtime's shim) out of the shell's cgroup into the container's;
+    // what they start later is born there. Often at first, then for a few seconds.
+    "contexec_confine() {",
+    "  local pid k v sweep=0 quiet=0 moved=0 found",
+    '  while [ $sweep -lt 100 ] && kill -0 "$contexec_pid" 2>/dev/null; do',
+    "    found=0",
+    "    while read -r pid; do",
+    "      [ /proc/$pid/ns/pid -ef /proc/self/ns/pid ] && continue",
+    "      v=",
+    '      { while read -r k v; do [ "$k" = NSpid: ] && break; done < /proc/$pid/status; } 2>/dev/null',
+    '      [ -n "$v" ] && [ "${v##*[[:space:]]}" != 1 ] || continue',
+    '      echo "$pid" > "$contexec_box/cgroup.procs" 2>/dev/null && found=1',
+    '    done < "$contexec_shell_cg/cgroup.procs"',
+    "    if [ $found = 1 ]; then moved=1; quiet=0; else quiet=$((quiet + 1)); fi",
+    "    [ $moved = 1 ] && [ $quiet -ge 10 ] && return 0",
+    "    sweep=$((sweep + 1))",
+    "    if [ $sweep -lt 40 ]; then sleep 0.02; else sleep 0.1; fi",
+    "  done",
+    "}",
+  ];
 }
 
 /**

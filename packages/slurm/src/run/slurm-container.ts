@@ -80,6 +80,7 @@ export class SlurmContainer implements Container {
   #settle!: (outcome: Outcome) => void;
   #runningWaiters: (() => void)[] = [];
   #exitPoll: NodeJS.Timeout | undefined;
+  #submittedAt = 0;
   #finalizing = false;
 
   constructor(ctx: SlurmContainerContext) {
@@ -149,7 +150,10 @@ export class SlurmContainer implements Container {
     if (!m) throw new RuntimeError("slurm", `sbatch answered no job id: ${out.trim()}`);
     this.#jobId = m[1] as string;
     this.#phase = "queued";
+    this.#submittedAt = Date.now();
     this.#unwatch = this.#ctx.tracker.watch(this.#jobId, (update) => this.#onUpdate(update));
+    // A short job may have ended before the scheduler's answer shows it running (sacct lags).
+    this.#pollExitFile(false);
     if (this.#ctx.startWaitsForRunning) await this.untilRunning();
   }
 
@@ -195,7 +199,7 @@ export class SlurmContainer implements Container {
         await this.#ctx.cancels.request(jobId, { kind: "signal", signal: "KILL" });
       }
     }
-    this.#ctx.tracker.nudge();
+    this.#ctx.tracker.hurry(jobId);
     await this.#done.catch(() => {});
   }
 
@@ -348,8 +352,10 @@ export class SlurmContainer implements Container {
   }
 
   /**
-   * Looks for the exit status file while the job runs: when it appears, the tracker asks the
-   * scheduler at its next chance instead of after a long pause. Often just after a kill.
+   * Looks for the exit status file while the job runs (and in its first 30 s, queued or not):
+   * when it appears, the tracker asks the scheduler at its shortest interval until it reports
+   * the end, instead of after a long pause. A queued job stops looking after 30 s; running
+   * starts it again.
    */
   #pollExitFile(soon: boolean): void {
     if (this.#exitPoll) {
@@ -360,12 +366,13 @@ export class SlurmContainer implements Container {
     const check = async () => {
       this.#exitPoll = undefined;
       if (this.#outcome || this.#phase === "removed") return;
+      if (this.#phase === "queued" && Date.now() - this.#submittedAt > 30_000) return;
       const there = await stat(this.#ctx.files.exit).then(
         () => true,
         () => false,
       );
       if (there) {
-        this.#ctx.tracker.nudge();
+        this.#ctx.tracker.hurry(this.#jobId as string);
         return;
       }
       pause = Math.min(pause * 2, 2000);

@@ -38,17 +38,19 @@ describe("viewOf", () => {
 
 describe("exitStatusOf", () => {
   it("COMPLETED and FAILED give the exit file's code", () => {
-    expect(exitStatusOf(report("FAILED", 42), { phase: "container", code: 42 })).toEqual({
+    expect(exitStatusOf(report("FAILED", 42), { phase: "container", code: 42, oom: false })).toEqual({
       exitCode: 42,
       oomKilled: false,
       jobId: "42",
       jobState: "FAILED",
     });
-    expect(exitStatusOf(report("FAILED", 137), { phase: "container", code: 137 })).toMatchObject({
+    expect(exitStatusOf(report("FAILED", 137), { phase: "container", code: 137, oom: false })).toMatchObject({
       exitCode: 137,
       signal: "SIGKILL",
     });
-    expect(exitStatusOf(report("COMPLETED"), { phase: "container", code: 0 })).toMatchObject({ exitCode: 0 });
+    expect(exitStatusOf(report("COMPLETED"), { phase: "container", code: 0, oom: false })).toMatchObject({
+      exitCode: 0,
+    });
   });
 
   it("without the file, falls back to the scheduler's ExitCode (code:signal)", () => {
@@ -70,7 +72,7 @@ describe("exitStatusOf", () => {
       signal: "SIGKILL",
       reason: "cancelled",
     });
-    expect(exitStatusOf(report("CANCELLED"), { phase: "container", code: 3 })).toMatchObject({
+    expect(exitStatusOf(report("CANCELLED"), { phase: "container", code: 3, oom: false })).toMatchObject({
       exitCode: 3,
       reason: "cancelled",
     });
@@ -86,10 +88,21 @@ describe("exitStatusOf", () => {
       reason: "time-limit",
     });
     expect(exitStatusOf(report("TIMEOUT", 0, 0), undefined)).toMatchObject({ signal: "SIGTERM" });
-    expect(exitStatusOf(report("TIMEOUT", 0, 9), { phase: "container", code: 143 })).toMatchObject({
+    expect(
+      exitStatusOf(report("TIMEOUT", 0, 9), { phase: "container", code: 143, oom: false }),
+    ).toMatchObject({
       exitCode: 143,
       signal: "SIGTERM",
       reason: "time-limit",
+    });
+  });
+
+  it("an OOM kill counted by the container's own cgroup is oomKilled, whatever the job's state", () => {
+    expect(exitStatusOf(report("FAILED", 137), { phase: "container", code: 137, oom: true })).toMatchObject({
+      exitCode: 137,
+      signal: "SIGKILL",
+      oomKilled: true,
+      reason: "out-of-memory",
     });
   });
 
@@ -99,7 +112,7 @@ describe("exitStatusOf", () => {
       oomKilled: true,
       reason: "out-of-memory",
     });
-    expect(exitStatusOf(report("OUT_OF_MEMORY"), { phase: "container", code: 1 })).toMatchObject({
+    expect(exitStatusOf(report("OUT_OF_MEMORY"), { phase: "container", code: 1, oom: false })).toMatchObject({
       exitCode: 1,
       oomKilled: true,
     });
@@ -108,8 +121,17 @@ describe("exitStatusOf", () => {
 
 describe("parseExitFile", () => {
   it("reads a whole status file and refuses a partial or foreign one", () => {
-    expect(parseExitFile("phase=container\ncode=7\n")).toEqual({ phase: "container", code: 7 });
-    expect(parseExitFile("phase=setup\ncode=125\n")).toEqual({ phase: "setup", code: 125 });
+    expect(parseExitFile("phase=container\ncode=7\noom=0\n")).toEqual({
+      phase: "container",
+      code: 7,
+      oom: false,
+    });
+    expect(parseExitFile("phase=container\ncode=137\noom=1\n")).toEqual({
+      phase: "container",
+      code: 137,
+      oom: true,
+    });
+    expect(parseExitFile("phase=setup\ncode=125\n")).toEqual({ phase: "setup", code: 125, oom: false });
     expect(parseExitFile("phase=container\ncode=7")).toBeUndefined();
     expect(parseExitFile("phase=container\n")).toBeUndefined();
     expect(parseExitFile("")).toBeUndefined();

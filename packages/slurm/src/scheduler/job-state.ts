@@ -18,6 +18,8 @@ export interface SlurmExitStatus extends ExitStatus {
 export interface ExitFile {
   phase: "container" | "setup";
   code: number;
+  /** The container's own memory cgroup counted an OOM kill. */
+  oom: boolean;
 }
 
 /** Reads the exit status file; undefined when it is not a whole, valid one. */
@@ -25,7 +27,7 @@ export function parseExitFile(text: string): ExitFile | undefined {
   const phase = /^phase=(container|setup)$/m.exec(text)?.[1];
   const code = /^code=(\d{1,3})$/m.exec(text)?.[1];
   if (!phase || code === undefined || !text.endsWith("\n")) return undefined;
-  return { phase: phase as ExitFile["phase"], code: Number(code) };
+  return { phase: phase as ExitFile["phase"], code: Number(code), oom: /^oom=1$/m.test(text) };
 }
 
 const PENDING = new Set([
@@ -88,6 +90,10 @@ export function exitStatusOf(
     return exitStatusFromSignal(fallback);
   };
   const job = { jobId: report.jobId, jobState: report.state };
+  // The container's own cgroup ran out of memory: the job itself may have ended FAILED.
+  if (exitFile?.phase === "container" && exitFile.oom && fromFile) {
+    return { ...fromFile, oomKilled: true, ...job, reason: "out-of-memory" };
+  }
   switch (report.state) {
     case "TIMEOUT":
       return { ...(fromFile ?? fromScheduler("SIGTERM")), ...job, reason: "time-limit" };

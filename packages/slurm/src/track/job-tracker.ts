@@ -40,6 +40,8 @@ export function nextPollInterval(
 
 interface Watch {
   listener: (update: JobUpdate) => void;
+  /** Until then the job is expected to change soon (just submitted, its exit status written, killed): no backing off. */
+  hurryUntil: number;
   /** The last report given to the listener, to tell a change. */
   last: string | undefined;
   /** Queries in which the job was missing (squeue mode: asked again with scontrol). */
@@ -75,8 +77,9 @@ export class JobTracker {
 
   /** Starts following a job; `listener` hears its updates until the returned function is called. */
   watch(jobId: string, listener: (update: JobUpdate) => void): () => void {
-    this.#watches.set(jobId, { listener, last: undefined, missing: 0 });
-    this.nudge();
+    this.#watches.set(jobId, { listener, last: undefined, missing: 0, hurryUntil: 0 });
+    // sacct shows a job a moment after submission (slurmctld writes it to slurmdbd on its own time).
+    this.hurry(jobId);
     return () => {
       this.#watches.delete(jobId);
     };
@@ -87,6 +90,19 @@ export class JobTracker {
     this.#interval = this.#options.intervalMs;
     this.#nudged = true;
     this.#schedule();
+  }
+
+  /**
+   * This job will change soon (its exit status file appeared, it was signalled): ask at the
+   * shortest interval until the scheduler reports a change of it, for at most `forMs`. The
+   * scheduler's own view can lag (sacct reads the accounting database, which slurmctld fills
+   * asynchronously), so one quick query may not be enough.
+   */
+  hurry(jobId: string, forMs = 30_000): void {
+    const watch = this.#watches.get(jobId);
+    if (!watch) return;
+    watch.hurryUntil = Date.now() + forMs;
+    this.nudge();
   }
 
   close(): void {
@@ -136,7 +152,9 @@ export class JobTracker {
         `${mode} ${r.timedOut ? "timed out" : `exited ${r.exitCode}: ${r.stderr.trim()}`}`,
       );
     }
-    this.#interval = nextPollInterval(this.#interval, changed || this.#nudged, this.#options);
+    const now = Date.now();
+    const hurried = [...this.#watches.values()].some((w) => w.hurryUntil > now);
+    this.#interval = nextPollInterval(this.#interval, changed || this.#nudged || hurried, this.#options);
   }
 
   /** Jobs squeue no longer lists: scontrol may still know them; a few per interval. */
@@ -167,6 +185,7 @@ export class JobTracker {
         : "forgotten";
     if (key === watch.last) return false;
     watch.last = key;
+    watch.hurryUntil = 0;
     watch.listener(update);
     return true;
   }

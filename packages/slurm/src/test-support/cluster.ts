@@ -1,0 +1,54 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RuntimeProfile } from "@contexec/core";
+import { ApptainerExecutor } from "@contexec/singularity";
+import { execa } from "execa";
+import type { SlurmExecutorConfig, SlurmOptions } from "../config/slurm-config.js";
+import { SlurmExecutor } from "../slurm-executor.js";
+
+/** The cluster the tests run on answers (scripts/setup-slurm.sh started it), or why not. */
+export async function clusterMissing(): Promise<string | undefined> {
+  const r = await execa("sinfo", ["--noheader", "--format=%T"], { reject: false, timeout: 20_000 });
+  if (r.exitCode !== 0)
+    return `no SLURM cluster answers (run scripts/setup-slurm.sh): ${String(r.stderr).trim()}`;
+  if (!/idle|mixed|allocated|completing/.test(String(r.stdout)))
+    return `no SLURM node is up: ${String(r.stdout).trim()}`;
+  return undefined;
+}
+
+let profile: Promise<RuntimeProfile> | undefined;
+/** The node's Apptainer profile: this machine is the cluster's node, so its own info() is it. */
+export function localApptainerProfile(): Promise<RuntimeProfile> {
+  profile ??= (async () => {
+    const local = new ApptainerExecutor();
+    try {
+      const { details: _details, ...p } = await local.info();
+      return p;
+    } finally {
+      await local.close();
+    }
+  })();
+  return profile;
+}
+
+/** A folder standing for the cluster's shared file system (one node: any local folder is shared). */
+export async function sharedFolder(name: string): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `contexec-slurm-${name}-`));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** An executor on the test cluster with Apptainer inside, polling fast (tests are short). */
+export async function testExecutor(
+  workDir: string,
+  slurm: Partial<SlurmOptions> = {},
+  config: Partial<SlurmExecutorConfig> = {},
+): Promise<SlurmExecutor> {
+  return new SlurmExecutor({
+    runtime: "slurm",
+    inner: "apptainer",
+    nodeProfile: await localApptainerProfile(),
+    ...config,
+    slurm: { workDir, pollIntervalMs: 300, maxPollIntervalMs: 2000, ...slurm },
+  });
+}
