@@ -94,6 +94,7 @@ export class SlurmExecutor implements ContainerExecutor {
   #cluster: Promise<ClusterInfo> | undefined;
   #nodeProfile: Promise<RuntimeProfile> | undefined;
   #mode: Promise<"sacct" | "squeue"> | undefined;
+  #accounting: Promise<boolean> | undefined;
   #closed = false;
   #submitting = 0;
   readonly #submitQueue: (() => void)[] = [];
@@ -532,7 +533,16 @@ export class SlurmExecutor implements ContainerExecutor {
     ];
   }
 
-  async #accountingAnswers(): Promise<boolean> {
+  /** sacct answers: accounting is on and reachable (asked once). */
+  #accountingAnswers(): Promise<boolean> {
+    this.#accounting ??= this.#askAccounting();
+    this.#accounting.catch(() => {
+      this.#accounting = undefined;
+    });
+    return this.#accounting;
+  }
+
+  async #askAccounting(): Promise<boolean> {
     const r = await this.cli.call("sacct", [
       "--noheader",
       "--parsable2",

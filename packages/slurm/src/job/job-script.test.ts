@@ -164,14 +164,54 @@ describe("renderJobScript (run through real bash)", () => {
     expect(await readFile(files.stdout, "utf8").catch(() => "")).toBe("");
   });
 
+  it("prepares the image once when concurrent jobs need it, the lock's folder made first", async () => {
+    const image = join(root, "not yet", "image.sif");
+    const count = join(root, "prepared-count");
+    const jobs = await Promise.all(
+      [1, 2, 3].map(async (n) => {
+        const files = await jobFolder(`prepare-${n}`);
+        const plan = shellPlan('test -s "$IMAGE" && echo ran', { env: { IMAGE: image } });
+        const at = (argv: string[]): PlannedCommand => ({
+          argv,
+          env: { PATH: "/usr/bin:/bin" },
+          cwd: "/",
+          stdin: false,
+        });
+        plan.image = {
+          ...plan.image,
+          action: "convert",
+          path: image,
+          prepare: {
+            present: at(["test", "-s", image]),
+            commands: [
+              at(["mkdir", "-p", join(root, "not yet")]),
+              at(["sh", "-c", 'echo x >> "$0"; sleep 0.5; echo sif > "$1"', count, image]),
+            ],
+          },
+        };
+        const text = renderJobScript({
+          plan,
+          options: [],
+          files,
+          stopSignal: "SIGTERM",
+          prepareLock: `${image}.prepare-lock`,
+        });
+        await writeFile(files.script, text, { mode: 0o755 });
+        return { files, child: spawn("bash", [files.script], { cwd: files.dir, stdio: "ignore" }) };
+      }),
+    );
+    const codes = await Promise.all(jobs.map(({ child }) => new Promise((r) => child.once("exit", r))));
+    expect(codes).toEqual([0, 0, 0]);
+    for (const { files } of jobs) expect(await readFile(files.stdout, "utf8")).toBe("ran\n");
+    expect(await readFile(count, "utf8")).toBe("x\n");
+  });
+
   it("writes the sbatch options as #SBATCH directives that read back exactly", async () => {
     const files = await jobFolder("directives");
     const text = script(shellPlan("true"), files);
     const directives = text.split("\n").filter((l) => l.startsWith("#SBATCH "));
     expect(directives[0]).toBe("#SBATCH --job-name=hostile-name");
-    expect(directives.at(-1)).toBe(
-      `#SBATCH --comment=a\\ \\"quoted\\"\\ \\#comment\\ with\\ \\\\\\ and\\ \\'single\\'`,
-    );
+    expect(directives.at(-1)).toBe(`#SBATCH --comment="a \\"quoted\\" #comment with \\\\ and 'single'"`);
     expect(text).not.toMatch(/^[^#].*--comment/m);
   });
 });

@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import {
   describePlan,
   formatPlanCommand,
@@ -104,6 +105,7 @@ export function renderJobScript(input: JobScriptInput): string {
       // One job prepares the image; the others wait for it, then find it there. A lock older
       // than an hour was left by a job that died.
       lines.push(
+        `  mkdir -p -- ${q(posix.dirname(input.prepareLock))} || contexec_setup_failed`,
         `  until mkdir -- ${lock} 2>/dev/null; do`,
         `    [ -z "$(find ${lock} -maxdepth 0 -mmin +60 2>/dev/null)" ] || rmdir -- ${lock} 2>/dev/null`,
         "    sleep 1",

@@ -71,10 +71,11 @@ describe("resourceOptions", () => {
 });
 
 describe("sbatchDirective", () => {
-  it("escapes what sbatch's directive reader treats specially, and nothing else", () => {
+  it("quotes a value with what sbatch's directive reader treats specially, escaping quotes and backslashes", () => {
     expect(sbatchDirective("--job-name=plain")).toBe("#SBATCH --job-name=plain");
+    expect(sbatchDirective("--exclusive")).toBe("#SBATCH --exclusive");
     expect(sbatchDirective(`--comment=a b\t"c" 'd' \\e #f`)).toBe(
-      `#SBATCH --comment=a\\ b\\\t\\"c\\"\\ \\'d\\'\\ \\\\e\\ \\#f`,
+      `#SBATCH --comment="a b\t\\"c\\" 'd' \\\\e #f"`,
     );
     expect(() => sbatchDirective("--comment=two\nlines")).toThrow(/line break/);
   });

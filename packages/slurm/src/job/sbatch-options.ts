@@ -83,13 +83,18 @@ export function resourceOptions(resources: Resources | undefined): string[] {
 }
 
 /**
- * An option as one `#SBATCH` directive word: sbatch reads a directive's words with quotes,
- * backslash escapes and `#` comments (its _get_argument), so each of those characters and any
- * white space is escaped with a backslash and the word reads back exactly. Values are single
- * lines (the config refuses line breaks).
+ * An option as one `#SBATCH` directive: sbatch reads a directive's words with quotes, escapes
+ * and `#` comments of its own. Slurm 22.05 takes `"` to group (spaces, `#` and `'` inside are
+ * literal) and a backslash inside quotes to escape `"` and itself, but refuses a backslash before
+ * a space outside them; so a value with any such character is written as `--name="value"` with
+ * `"` and `\` escaped, and reads back exactly. Values are single lines (the config refuses
+ * line breaks).
  */
 export function sbatchDirective(option: string): string {
   if (/[\n\r\0]/.test(option))
     throw new Error(`an sbatch option cannot hold a line break: ${JSON.stringify(option)}`);
-  return `#SBATCH ${option.replace(/[\s"'\\#]/g, "\\$&")}`;
+  const eq = option.indexOf("=");
+  if (eq < 0 || !/[\s"'\\#]/.test(option)) return `#SBATCH ${option}`;
+  const value = option.slice(eq + 1).replace(/[\\"]/g, "\\$&");
+  return `#SBATCH ${option.slice(0, eq)}="${value}"`;
 }
