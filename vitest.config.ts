@@ -37,9 +37,24 @@ export default defineConfig({
         test: {
           name: "runtime",
           include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
+          exclude: ["**/*.exclusive.runtime.test.ts", "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
           globalSetup: ["test/global-setup.ts"],
+        },
+      },
+      {
+        // Tests that disturb a shared runtime (stopping the SLURM controller): one file at a
+        // time, after every other project has finished.
+        resolve: { alias },
+        test: {
+          name: "exclusive",
+          include: ["packages/*/src/**/*.exclusive.runtime.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          globalSetup: ["test/global-setup.ts"],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
