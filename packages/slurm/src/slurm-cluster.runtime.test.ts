@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { collect, type ImageId, runContainer } from "@contexec/core";
+import { fileURLToPath } from "node:url";
+import { collect, type ImageId, type RuntimeProfile, runContainer } from "@contexec/core";
+import { DockerExecutor } from "@contexec/docker";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { SlurmExitStatus } from "./scheduler/job-state.js";
@@ -198,6 +200,63 @@ describe.skipIf(missing !== undefined)(
       // scontrol prints the comment as the rest of its line.
       expect(/^\s*Comment=(.*)$/m.exec(shown)?.[1]?.trimEnd()).toBe(hostile);
     }, 60_000);
+
+    it("probes the node's runtime once with srun, then reads the profile cached beside the images", async () => {
+      const cacheDir = join(shared.dir, "images-probed");
+      // The node probe script, run from the sources (the package's build runs the compiled one).
+      const probe = [
+        process.execPath,
+        "--import",
+        fileURLToPath(new URL("../../singularity/src/test-support/ts-loader.mjs", import.meta.url)),
+        fileURLToPath(new URL("./node/print-node-profile.ts", import.meta.url)),
+      ];
+      const make = async (name: string) => {
+        const counting = await countingBinDir(join(shared.dir, name));
+        const ex = await testExecutor(
+          join(shared.dir, "work"),
+          { sharedCacheDir: cacheDir, binDir: counting.binDir, nodeProbeCommand: probe },
+          { nodeProfile: undefined },
+        );
+        executors.push(ex);
+        return { ex, calls: counting.calls };
+      };
+      const first = await make("probe-1");
+      const info = await first.ex.info();
+      const node = (info.planner as { nodeProfile: RuntimeProfile }).nodeProfile;
+      expect(node).toMatchObject({ runtime: "apptainer", flavor: "apptainer" });
+      expect((await execa("sinfo", ["--noheader", "--format=%n"])).stdout.split("\n")).toContain(
+        node.host.hostname,
+      );
+      expect((await first.calls()).filter((c) => c.name === "srun")).toHaveLength(1);
+      const second = await make("probe-2");
+      expect(((await second.ex.info()).planner as { nodeProfile: RuntimeProfile }).nodeProfile).toEqual(node);
+      expect((await second.calls()).filter((c) => c.name === "srun")).toHaveLength(0);
+    }, 120_000);
+
+    it("with Docker inside, the job loads the archive into the node's daemon and runs the container there", async () => {
+      const docker = new DockerExecutor();
+      const { details: _details, ...profile } = await docker.info();
+      const ex = await testExecutor(
+        join(shared.dir, "work"),
+        { sharedCacheDir: join(shared.dir, "images-docker"), pollIntervalMs: INTERVAL_MS },
+        { inner: "docker", nodeProfile: profile },
+      );
+      executors.push(ex);
+      const id = await ex.loadImage(join(fixtures, "busybox.tar"));
+      const plan = await ex.plan({ image: id, command: ["true"] });
+      expect(plan.slurm.inner.image.prepare?.commands[0]?.argv).toEqual(
+        expect.arrayContaining(["load", "--input", (await ex.images.archive(id))?.path]),
+      );
+      const r = await runContainer(ex, {
+        image: id,
+        command: ["sh", "-c", 'printf "%s|" "$V" "$@"; exit 5', "sh", "it's", "$(id)"],
+        env: { V: 'a "b" $c' },
+      });
+      expect(r).toMatchObject({ exitCode: 5 });
+      expect(r.stdout.toString()).toBe('a "b" $c|it\'s|$(id)|');
+      expect(await docker.hasImage(id)).toBe(true);
+      await docker.close();
+    }, 180_000);
 
     it("when this machine cannot convert, the job converts the image on its node, once for concurrent jobs", async () => {
       // A converter that cannot run here: the archive is kept and the jobs convert it.
