@@ -55,7 +55,7 @@ export function describePlan(plan: RunPlan): string[] {
     `image: ${image.id}${image.tags.length ? ` (${image.tags.join(", ")})` : ""}${
       image.action === "present" ? "" : `, ${image.action} from ${image.archive ?? "?"}`
     }${image.path ? ` -> ${image.path}` : ""}`,
-    `in the container: ${oneLine(shellJoin(plan.process.argv, "process.argv"))}`,
+    `in the container: ${shellJoin(plan.process.argv, "process.argv")}`,
     `  in ${plan.process.workdir}${plan.process.user ? ` as ${plan.process.user}` : ""}`,
   ];
   for (const [k, v] of Object.entries(plan.process.env)) lines.push(`  env ${k}=${oneLine(v)}`);
