@@ -75,6 +75,7 @@ export {
   createSlurmExecutor,
   SlurmExecutor,
   type SlurmRunPlan,
+  validateConfig,
 } from "./slurm-executor.js";
 export { CancelBatcher, type CancelRequest, scancelArgs } from "./track/cancel-batcher.js";
 export { JobTracker, type JobTrackerOptions, type JobUpdate, nextPollInterval } from "./track/job-tracker.js";

@@ -581,3 +581,8 @@ export function createSlurmExecutor(config: Omit<SlurmExecutorConfig, "runtime">
 export function createBackend(config: ExecutorConfig): SlurmExecutor {
   return new SlurmExecutor(config as unknown as SlurmExecutorConfig);
 }
+
+/** Checks a config without creating anything: InvalidConfigError listing every problem. */
+export function validateConfig(config: ExecutorConfig): void {
+  resolveSlurmConfig(config as unknown as Record<string, unknown>);
+}
