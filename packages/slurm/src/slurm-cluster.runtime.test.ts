@@ -90,6 +90,28 @@ describe.skipIf(missing !== undefined)(
       expect(queries.length).toBeLessThan(50);
     }, 300_000);
 
+    it("six kills at once go out as one scancel, and each container gets the signal", async () => {
+      const { ex, calls } = await executor("kills");
+      const containers = await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          const c = await ex.create({
+            image,
+            command: ["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.2; done"],
+          });
+          c.stdout.resume();
+          c.stderr.resume();
+          await c.start();
+          return c;
+        }),
+      );
+      const since = Date.now();
+      await Promise.all(containers.map((c) => c.kill({ graceMs: 20_000 })));
+      expect((await Promise.all(containers.map((c) => c.wait()))).map((s) => s.exitCode)).toEqual([
+        7, 7, 7, 7, 7, 7,
+      ]);
+      expect((await calls()).filter((c) => c.name === "scancel" && c.at >= since)).toHaveLength(1);
+    }, 120_000);
+
     it("a job cancelled while it waits in the queue never runs and reports the signal", async () => {
       const { ex, calls } = await executor("pending", { extra: { hold: true }, startWaitsForRunning: false });
       const c = await ex.create({ image, command: ["sh", "-c", "echo ran"] });
