@@ -4,7 +4,9 @@
 // (they should stay flat, whatever the number of jobs in flight) and the time from a job's end
 // (its exit status file written on the node) to wait() resolving.
 //
-//   npm run build && node scripts/bench-slurm.mjs [--jobs N] [--interval MS] [--max-interval MS]
+//   npm run bench:slurm -- [--jobs N] [--sleep S] [--tracking MODE] [--interval MS] [--max-interval MS]
+//
+// Each job sleeps S seconds (default 0) and exits i % 3. --tracking auto|sacct|squeue.
 //
 // Plain JavaScript over packages/*/dist because Node 20 cannot run TypeScript. Every scheduler
 // command goes through a wrapper (slurm.binDir) that logs its name and time, so the counts are
@@ -24,6 +26,8 @@ const arg = (name, fallback) => {
 const jobs = Number(arg("jobs", "500"));
 const intervalMs = Number(arg("interval", "2000"));
 const maxIntervalMs = Number(arg("max-interval", "30000"));
+const sleepSec = Number(arg("sleep", "0"));
+const tracking = arg("tracking", "auto");
 
 const { ApptainerExecutor } = await import(join(root, "packages/singularity/dist/index.js"));
 const { SlurmExecutor, SCHEDULER_COMMANDS } = await import(join(root, "packages/slurm/dist/index.js"));
@@ -53,7 +57,13 @@ const executor = new SlurmExecutor({
   runtime: "slurm",
   inner: "apptainer",
   nodeProfile,
-  slurm: { workDir: join(dir, "work"), binDir, pollIntervalMs: intervalMs, maxPollIntervalMs: maxIntervalMs },
+  slurm: {
+    workDir: join(dir, "work"),
+    binDir,
+    tracking,
+    pollIntervalMs: intervalMs,
+    maxPollIntervalMs: maxIntervalMs,
+  },
 });
 
 try {
@@ -61,14 +71,17 @@ try {
   const info = await executor.info();
   const nodeCpus = execFileSync("sinfo", ["--noheader", "--format=%c"], { encoding: "utf8" }).trim();
   console.log(
-    `SLURM ${info.version} (${info.details.tracking}), ${nodeCpus} CPUs declared, ${jobs} jobs, interval ${intervalMs} ms (max ${maxIntervalMs} ms)`,
+    `SLURM ${info.version} (${info.details.tracking}), ${nodeCpus} CPUs declared, ${jobs} jobs of ${sleepSec} s, interval ${intervalMs} ms (max ${maxIntervalMs} ms)`,
   );
   const started = Date.now();
   const lags = [];
   let wrong = 0;
   await Promise.all(
     Array.from({ length: jobs }, async (_, i) => {
-      const c = await executor.create({ image, command: ["sh", "-c", `exit $(( ${i} % 3 ))`] });
+      const c = await executor.create({
+        image,
+        command: ["sh", "-c", `sleep ${sleepSec}; exit $(( ${i} % 3 ))`],
+      });
       c.stdout.resume();
       c.stderr.resume();
       await c.start();
@@ -96,7 +109,7 @@ try {
     perMinute.set(minute, (perMinute.get(minute) ?? 0) + 1);
   }
   lags.sort((a, b) => a - b);
-  const pct = (p) => lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))];
+  const pct = (p) => Math.round(lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))]);
   console.log(`all ${jobs} done in ${(elapsed / 1000).toFixed(1)} s; wrong exit codes: ${wrong}`);
   console.log(
     `scheduler calls: ${calls.filter((c) => c.name === "sbatch").length} sbatch, ${queries.length} queries (${[
@@ -109,7 +122,9 @@ try {
       .map(([m, n]) => `min ${m + 1}: ${n}`)
       .join(", ")} (at most ${Math.ceil(60_000 / intervalMs)} at one per interval)`,
   );
-  console.log(`job end -> wait() resolved: median ${pct(50)} ms, p90 ${pct(90)} ms, max ${lags.at(-1)} ms`);
+  console.log(
+    `job end -> wait() resolved: median ${pct(50)} ms, p90 ${pct(90)} ms, max ${Math.round(lags.at(-1))} ms`,
+  );
 } finally {
   await executor.close();
   await rm(dir, { recursive: true, force: true });

@@ -38,6 +38,8 @@ $marker
 ClusterName=$cluster
 SlurmctldHost=$node
 AuthType=auth/munge
+# No MPI library here: srun would try PMIx and log errors.
+MpiDefault=none
 SlurmUser=root
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
@@ -59,6 +61,8 @@ SchedulerType=sched/backfill
 # Schedule a batch job when it is submitted (the default waits up to 3 s to gather several).
 SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
+# SIGKILL 10 s after the SIGTERM of a time limit or a cancellation (default 30): quicker tests.
+KillWait=10
 # The node may declare more CPUs than the machine has (test jobs mostly wait): see the README.
 SlurmdParameters=config_overrides
 # Accounting through slurmdbd into MariaDB: sacct sees finished jobs.
