@@ -5,9 +5,14 @@ import { collect, type ImageId, type RuntimeProfile, runContainer } from "@conte
 import { DockerExecutor } from "@contexec/docker";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { SlurmExitStatus } from "./scheduler/job-state.js";
 import type { SlurmExecutor } from "./slurm-executor.js";
-import { clusterMissing, countingBinDir, sharedFolder, testExecutor } from "./test-support/cluster.js";
+import {
+  clusterMissing,
+  countingBinDir,
+  type SchedulerCall,
+  sharedFolder,
+  testExecutor,
+} from "./test-support/cluster.js";
 
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
 const missing = await clusterMissing();
@@ -83,9 +88,8 @@ describe.skipIf(missing !== undefined)(
       expect(all.filter((c) => c.name === "sbatch")).toHaveLength(50);
       // One query per interval, however many jobs: never two closer than the interval (less the
       // jitter of starting a process), and no more than the run's length allows.
-      for (let i = 1; i < queries.length; i++) {
-        expect(queries[i]!.at - queries[i - 1]!.at).toBeGreaterThanOrEqual(INTERVAL_MS * 0.8);
-      }
+      const gaps = queries.slice(1).map((q, i) => q.at - (queries[i] as SchedulerCall).at);
+      for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(INTERVAL_MS * 0.8);
       expect(queries.length).toBeLessThanOrEqual(Math.ceil(elapsed / INTERVAL_MS) + 2);
       expect(queries.length).toBeLessThan(50);
     }, 300_000);
@@ -317,5 +321,3 @@ describe.skipIf(missing !== undefined)(
     }, 300_000);
   },
 );
-
-export type { SlurmExitStatus };

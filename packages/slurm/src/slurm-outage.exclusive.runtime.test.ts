@@ -40,8 +40,9 @@ describe.skipIf(missing !== undefined)(
           }),
         );
       }
-      image = await executors[0]!.loadImage(join(fixtures, "busybox.tar"));
-      await executors[1]!.loadImage(join(fixtures, "busybox.tar"));
+      const [first, second] = executors as [SlurmExecutor, SlurmExecutor];
+      image = await first.loadImage(join(fixtures, "busybox.tar"));
+      await second.loadImage(join(fixtures, "busybox.tar"));
     }, 300_000);
     afterAll(async () => {
       // Whatever happened, the controller runs again for whoever comes next.

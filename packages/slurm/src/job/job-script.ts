@@ -168,6 +168,7 @@ export function renderJobScript(input: JobScriptInput): string {
           "fi",
         ]
       : []),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
     'contexec_status container "$contexec_code" "${contexec_oom:-0}"',
     'exit "$contexec_code"',
   );
@@ -190,6 +191,7 @@ function memoryCgroupLines(cg: ContainerMemoryCgroup): string[] {
       `contexec_cg=$(awk -F: '$1 == "0" { print $3; exit }' /proc/self/cgroup)`,
       `contexec_cg_root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)`,
       // SLURM's path is .../job_N/step_batch/...: the limit is set at the job.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
       "contexec_view=$contexec_cg_root${contexec_cg%%/step_*}",
       `[ -n "$contexec_cg" ] && [ -n "$contexec_cg_root" ] && [ -d "$contexec_view" ] || contexec_view=${q(empty)}`,
       `ln -sfn -- "$contexec_view" ${q(cg.link)} || contexec_setup_failed`,
@@ -222,6 +224,7 @@ function memoryCgroupLines(cg: ContainerMemoryCgroup): string[] {
     "      [ /proc/$pid/ns/pid -ef /proc/self/ns/pid ] && continue",
     "      v=",
     '      { while read -r k v; do [ "$k" = NSpid: ] && break; done < /proc/$pid/status; } 2>/dev/null',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
     '      [ -n "$v" ] && [ "${v##*[[:space:]]}" != 1 ] || continue',
     '      echo "$pid" > "$contexec_box/cgroup.procs" 2>/dev/null && found=1',
     '    done < "$contexec_shell_cg/cgroup.procs"',
