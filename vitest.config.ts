@@ -10,7 +10,12 @@ const alias = [
     find: /^@contexec\/core\/testing$/,
     replacement: fileURLToPath(new URL("./packages/core/src/testing/index.ts", import.meta.url)),
   },
-  ...["core", "docker", "conformance", "sif", "singularity", "slurm"].map((pkg) => ({
+  {
+    find: /^@contexec\/conformance\/fixtures$/,
+    replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
+  },
+  { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
+  ...["core", "docker", "conformance", "sif", "singularity", "slurm", "cli"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),
@@ -37,7 +42,7 @@ export default defineConfig({
         test: {
           name: "runtime",
           include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
-          exclude: ["**/*.exclusive.runtime.test.ts", "**/node_modules/**"],
+          exclude: ["test/unprivileged/**", "**/*.exclusive.runtime.test.ts", "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
           globalSetup: ["test/global-setup.ts"],
@@ -57,6 +62,27 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      // What also runs as an ordinary user (scripts/test-unprivileged.sh): the Apptainer suite and
+      // probe, every test of the CLI, and the checks of test/unprivileged/. Only in that run.
+      ...(process.env.CONTEXEC_UNPRIVILEGED_RUN === "1"
+        ? [
+            {
+              resolve: { alias },
+              test: {
+                name: "unprivileged",
+                include: [
+                  "packages/singularity/src/**/apptainer.conformance.runtime.test.ts",
+                  "packages/singularity/src/**/probe.runtime.test.ts",
+                  "packages/cli/src/**/*.test.ts",
+                  "test/unprivileged/**/*.test.ts",
+                ],
+                testTimeout: 180_000,
+                hookTimeout: 600_000,
+                globalSetup: ["test/global-setup.ts"],
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

@@ -1,21 +1,69 @@
 #!/usr/bin/env bash
-# `npm run demo`: the same job, unchanged, on Docker and then on Apptainer. Only the config file
-# given to examples/hello differs ({ "runtime": "docker" } vs { "runtime": "apptainer" }).
+# `npm run demo`: the same job, unchanged, on Docker and then on Apptainer: through the library
+# (examples/hello, examples/service, examples/workflow: one config value differs) and through
+# the contexec CLI (a job file, its plan, its runs, a DockSing file).
+# CONTEXEC_RUNTIMES=apptainer (or docker) runs it on that runtime alone; unset, on every runtime
+# this machine has or can install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 scripts/ensure-node-modules.sh
-scripts/setup.sh
+ready=$(scripts/setup.sh)
+[ -n "$ready" ] || { echo "no container runtime could be set up here (see above)" >&2; exit 1; }
 npx tsc -b
 fixtures=$(scripts/build-fixtures.sh)
+contexec() { node "$root/packages/cli/dist/main.js" "$@"; }
 
 for backend in docker apptainer; do
+  case " $ready " in *" $backend "*) ;; *) echo "== $backend: not set up here, left out of the demo" ;; esac
+done
+
+for backend in $ready; do
   echo
   echo "== examples/hello on $backend (config: examples/hello/$backend.json)"
   node examples/hello/dist/main.js --config "examples/hello/$backend.json" --image "$fixtures/layered.tar"
 done
-for backend in docker apptainer; do
+for backend in $ready; do
   echo
   echo "== examples/service on $backend: a service, a batch step against it, teardown"
   node examples/service/dist/main.js --config "examples/service/$backend.json" --image "$fixtures/busybox.tar"
 done
+
+demo=$(mktemp -d)
+trap 'rm -rf "$demo"' EXIT
+for backend in $ready; do
+  echo
+  echo "== examples/workflow on $backend: split -> count -> report, each step's output the next one's input"
+  node examples/workflow/dist/main.js --config "examples/workflow/$backend.json" \
+    --image "$fixtures/busybox.tar" --work "$demo/workflow-$backend"
+done
+
+cp -r packages/cli/examples/. "$demo/"
+cp "$fixtures/busybox.tar" "$demo/"
+cd "$demo"
+echo
+echo "== contexec: a job file (job.yaml)"
+cat job.yaml
+echo
+planned=$(case " $ready " in *" apptainer "*) echo apptainer ;; *) echo docker ;; esac)
+echo "== contexec run job.yaml --runtime $planned --dry-run: the plan, as a bash script"
+contexec run job.yaml --runtime "$planned" --dry-run
+for backend in $ready; do
+  echo
+  echo "== contexec run job.yaml --runtime $backend"
+  rm -rf out
+  contexec run job.yaml --runtime "$backend" && code=0 || code=$?
+  echo "exit code $code; out/count.txt: $(cat out/count.txt)"
+done
+echo
+echo "== a DockSing file, unchanged (docksing.yaml)"
+cat docksing.yaml
+for backend in $ready; do
+  echo
+  echo "== contexec run docksing.yaml --runtime $backend"
+  contexec run docksing.yaml --runtime "$backend"
+done
+echo
+echo "== contexec info"
+contexec info

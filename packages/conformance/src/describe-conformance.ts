@@ -1,4 +1,13 @@
-import type { Container, ContainerExecutor, ImageId } from "@contexec/core";
+import {
+  CAPABILITY_NAMES,
+  type Capabilities,
+  type Container,
+  type ContainerExecutor,
+  hostFacts,
+  type ImageId,
+  type RuntimeInfo,
+  unsupported,
+} from "@contexec/core";
 import { afterAll, beforeAll, describe } from "vitest";
 import { registerCommandCases } from "./cases/command.js";
 import { registerEnvCases } from "./cases/env.js";
@@ -10,8 +19,11 @@ import { registerKillCases } from "./cases/kill.js";
 import { registerLayerCases } from "./cases/layers.js";
 import { registerLifecycleCases } from "./cases/lifecycle.js";
 import { registerMountCases } from "./cases/mounts.js";
+import { registerPlanCases } from "./cases/plan.js";
 import { registerResourceCases } from "./cases/resources.js";
+import { registerRunCases } from "./cases/run.js";
 import { registerServiceCases } from "./cases/services.js";
+import { registerSideChannelCases } from "./cases/side-channels.js";
 import { registerStdioCases } from "./cases/stdio.js";
 import {
   type ConformanceOptions,
@@ -31,8 +43,14 @@ import {
  * ```
  */
 export async function describeConformance(options: ConformanceOptions): Promise<void> {
-  const probe = await options.createExecutor();
-  const info = await probe.info().finally(() => probe.close());
+  const unavailable = options.unavailable;
+  let info: RuntimeInfo;
+  if (unavailable === undefined) {
+    const probe = await options.createExecutor();
+    info = await probe.info().finally(() => probe.close());
+  } else {
+    info = unavailableInfo(options.name, unavailable);
+  }
   const timeoutMs = options.timeoutMs ?? 120_000;
 
   let executor: ContainerExecutor | undefined;
@@ -43,6 +61,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     for (const fn of pending) await fn();
   };
 
+  const register = makeTestRegistrar(info, options.name, timeoutMs, runCleanups);
   const ctx: SuiteContext = {
     options,
     info,
@@ -54,7 +73,8 @@ export async function describeConformance(options: ConformanceOptions): Promise<
       if (!images) throw new Error("the fixture images are not loaded (beforeAll failed?)");
       return images;
     },
-    test: makeTestRegistrar(info, options.name, timeoutMs, runCleanups),
+    test:
+      unavailable === undefined ? register : (title, fn, needs) => register(title, fn, needs, unavailable),
     run: async (spec, input) =>
       decode(await runContainer(ctx.executor(), spec, input !== undefined ? { input } : {})),
     start: async (spec) => {
@@ -74,6 +94,7 @@ export async function describeConformance(options: ConformanceOptions): Promise<
 
   describe(`conformance: ${options.name} (${info.flavor} ${info.version})`, () => {
     beforeAll(async () => {
+      if (unavailable !== undefined) return;
       executor = await options.createExecutor();
       images = {
         busybox: await executor.loadImage(options.fixtures.busybox),
@@ -93,9 +114,30 @@ export async function describeConformance(options: ConformanceOptions): Promise<
     describe("layers", () => registerLayerCases(ctx));
     describe("mounts", () => registerMountCases(ctx));
     describe("kill", () => registerKillCases(ctx));
+    describe("runContainer", () => registerRunCases(ctx));
     describe("isolation", () => registerIsolationCases(ctx));
     describe("exec", () => registerExecCases(ctx));
     describe("resources and concurrency", () => registerResourceCases(ctx));
     describe("services", () => registerServiceCases(ctx));
+    describe("plan", () => registerPlanCases(ctx));
+    describe("side channels", () => registerSideChannelCases(ctx));
   });
+}
+
+/** A stand-in for the info of a runtime that is not there: every capability off, for `reason`. */
+function unavailableInfo(name: string, reason: string): RuntimeInfo {
+  const capabilities = Object.fromEntries(
+    CAPABILITY_NAMES.map((c) => [c, unsupported(reason)]),
+  ) as Capabilities;
+  return {
+    runtime: name,
+    flavor: name,
+    version: "not available",
+    privilege: "userns",
+    capabilities,
+    planner: {},
+    host: hostFacts(),
+    probedAt: new Date().toISOString(),
+    details: {},
+  };
 }

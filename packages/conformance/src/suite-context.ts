@@ -12,7 +12,10 @@ import {
 } from "@contexec/core";
 import { it } from "vitest";
 
-/** The fixture archives the suite loads (built locally by the project's scripts/build-fixtures.sh). */
+/**
+ * The fixture archives the suite loads: `writeFixtures` of `@contexec/conformance/fixtures` writes
+ * both from a static busybox, without Docker (the project's scripts/build-fixtures.sh calls it).
+ */
 export interface ConformanceFixtures {
   /**
    * One layer of busybox-static with an applet link per command, /tmp, /root and /etc/passwd;
@@ -42,6 +45,11 @@ export interface ConformanceOptions {
   leftovers?: (executor: ContainerExecutor) => Promise<string[]>;
   /** Per-case timeout; default 120 s. */
   timeoutMs?: number;
+  /**
+   * Why this runtime is not tested here (not installed, left out by configuration). Every case
+   * is then registered as skipped, by name, with this reason; no executor is made.
+   */
+  unavailable?: string;
 }
 
 /** What every case module gets. */

@@ -1,15 +1,86 @@
 import { InvalidConfigError } from "./errors.js";
 import type { ContainerExecutor } from "./executor.js";
 
-/** Options for {@link createExecutor}: `runtime` picks the backend; the rest is the backend's. */
-export interface ExecutorConfig {
+/** `createExecutor({ runtime: "docker", ... })`: the options of @contexec/docker. */
+export interface DockerExecutorConfig {
+  runtime: "docker";
+  /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
+  socketPath?: string;
+  /** Passed to dockerode as is, for TCP/TLS daemons (host, port, protocol, ca, cert, key). */
+  dockerOptions?: { [option: string]: unknown };
+  /** Deadline for short API calls (inspect, create, kill, remove); default 60 s. */
+  requestTimeoutMs?: number;
+  /** How often a pending wait() checks that the daemon is still there; default 2000 ms. */
+  livenessIntervalMs?: number;
+  /** Where a stream given to loadImage is copied first; default the OS temp folder. */
+  tmpDir?: string;
+}
+
+/** `createExecutor({ runtime: "apptainer" | "singularity", ... })`: the options of @contexec/singularity. */
+export interface ApptainerExecutorConfig {
+  runtime: "apptainer" | "singularity";
+  /** The runtime binary (path or name on PATH). */
+  binary?: string;
+  /** The SIF cache folder. */
+  cacheDir?: string;
+  /** How archives become SIFs: "native", "apptainer-build", or a converter object of @contexec/singularity. */
+  converter?:
+    | "native"
+    | "apptainer-build"
+    | { readonly name: string; convert(...args: never[]): Promise<void> };
+  /** Where scratch files go (probe image, spooled streams, conversions). */
+  tmpDir?: string;
+  /** Stale-lock age for the SIF cache (ms). */
+  lockStaleMs?: number;
+  /** Limit for each probe run (ms). */
+  probeTimeoutMs?: number;
+  /** Run containers in a user namespace even as root. */
+  userns?: boolean;
+  /** Where CONTEXEC_* and PATH are read from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Where probe findings are kept across processes, or false for none. */
+  probeCache?: string | false;
+  /** Where the executor's owner record and the records of what it holds are kept (for sweeps after a crash). */
+  stateDir?: string;
+}
+
+/** `createExecutor({ runtime: "slurm", inner: "apptainer" })`: @contexec/slurm runs the inner backend's container as a job. */
+export interface SlurmExecutorConfig {
+  runtime: "slurm";
+  /** The backend that runs the container on the compute node. */
+  inner: "apptainer" | "docker";
+  /** Scheduler options (partition, account, time limit, ...): see @contexec/slurm. */
+  slurm?: { [option: string]: unknown };
+}
+
+/**
+ * Third-party runtimes add their config here, by declaration merging, after `registerBackend`:
+ * `declare module "@contexec/core" { interface ExecutorConfigRegistry { podman: { runtime: "podman"; socket?: string } } }`.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: filled in by declaration merging
+export interface ExecutorConfigRegistry {}
+
+/**
+ * Options for {@link createExecutor}: `runtime` picks the backend, the rest are its options. A
+ * union, so that a misspelt runtime or option is a compile error.
+ */
+export type ExecutorConfig =
+  | DockerExecutorConfig
+  | ApptainerExecutorConfig
+  | SlurmExecutorConfig
+  | ExecutorConfigRegistry[keyof ExecutorConfigRegistry];
+
+/** The config as a backend receives it: the caller's object, runtime included. */
+export interface BackendConfig {
   runtime: string;
   [option: string]: unknown;
 }
 
 /** What a backend package exports for {@link createExecutor}. */
 export interface BackendModule {
-  createBackend(config: ExecutorConfig): ContainerExecutor | Promise<ContainerExecutor>;
+  createBackend(config: BackendConfig): ContainerExecutor | Promise<ContainerExecutor>;
+  /** Checks a config without creating anything; throws InvalidConfigError listing every problem. */
+  validateConfig?(config: BackendConfig): void;
 }
 
 type BackendLoader = () => Promise<BackendModule>;
@@ -27,7 +98,10 @@ const BUILT_IN: Record<string, string> = {
 
 const registered = new Map<string, BackendLoader>();
 
-/** Makes `createExecutor({ runtime: name })` use a backend of your own. */
+/**
+ * Makes `createExecutor({ runtime: name })` use a backend of your own. For TypeScript to accept
+ * its config, add the config's type to {@link ExecutorConfigRegistry}.
+ */
 export function registerBackend(name: string, loader: BackendLoader | BackendModule): void {
   registered.set(name, typeof loader === "function" ? loader : async () => loader);
 }
@@ -42,20 +116,37 @@ export function knownRuntimes(): string[] {
  * `createExecutor({ runtime: "docker" })`, `createExecutor({ runtime: "apptainer" })`.
  */
 export async function createExecutor(config: ExecutorConfig): Promise<ContainerExecutor> {
-  if (typeof config !== "object" || config === null || typeof config.runtime !== "string") {
+  const given = config as unknown as BackendConfig;
+  const backend = await loadBackend(given);
+  backend.validateConfig?.(given);
+  return backend.createBackend(given);
+}
+
+/**
+ * Checks an executor config as its backend would, without creating anything (no runtime is
+ * touched): an unknown runtime, a misspelt option or a value of the wrong type is an
+ * InvalidConfigError listing every problem. What a CLI calls on a job file before it runs.
+ */
+export async function validateExecutorConfig(config: ExecutorConfig | BackendConfig): Promise<void> {
+  const given = config as unknown as BackendConfig;
+  (await loadBackend(given)).validateConfig?.(given);
+}
+
+async function loadBackend(given: BackendConfig): Promise<BackendModule> {
+  if (typeof given !== "object" || given === null || typeof given.runtime !== "string") {
     throw new InvalidConfigError(
       `executor config must be an object with a "runtime" (one of ${knownRuntimes().join(", ")})`,
     );
   }
-  const loader = registered.get(config.runtime);
+  const loader = registered.get(given.runtime);
   let backend: BackendModule;
   if (loader) {
     backend = await loader();
   } else {
-    const pkg = BUILT_IN[config.runtime];
+    const pkg = BUILT_IN[given.runtime];
     if (!pkg) {
       throw new InvalidConfigError(
-        `unknown runtime "${config.runtime}"; known: ${knownRuntimes().join(", ")} (or registerBackend your own)`,
+        `unknown runtime "${given.runtime}"; known: ${knownRuntimes().join(", ")} (or registerBackend your own)`,
       );
     }
     try {
@@ -63,7 +154,7 @@ export async function createExecutor(config: ExecutorConfig): Promise<ContainerE
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && String(err).includes(pkg)) {
         throw new InvalidConfigError(
-          `runtime "${config.runtime}" needs the package ${pkg}: npm install ${pkg}`,
+          `runtime "${given.runtime}" needs the package ${pkg}: npm install ${pkg}`,
           {
             cause: err,
           },
@@ -73,7 +164,7 @@ export async function createExecutor(config: ExecutorConfig): Promise<ContainerE
     }
   }
   if (typeof backend.createBackend !== "function") {
-    throw new InvalidConfigError(`the backend for "${config.runtime}" does not export createBackend(config)`);
+    throw new InvalidConfigError(`the backend for "${given.runtime}" does not export createBackend(config)`);
   }
-  return backend.createBackend(config);
+  return backend;
 }

@@ -1,3 +1,5 @@
+import type { RunErrorResult } from "./run.js";
+
 /**
  * Every error contexec throws on purpose is a {@link ContainerError} with a stable `code`, so a
  * caller can branch on `err.code` without parsing messages. Messages say what was wrong and
@@ -16,6 +18,7 @@ export const ERROR_CODES = [
   "E_UNSUPPORTED",
   "E_ABORTED",
   "E_TIMEOUT",
+  "E_IO",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -26,6 +29,11 @@ export interface ContainerErrorOptions {
 /** Root of every error contexec throws on purpose. */
 export class ContainerError extends Error {
   readonly code: ErrorCode;
+  /**
+   * What the run had done when it failed (output so far, exit status when there is one, duration),
+   * set on every error {@link runContainer} rejects with.
+   */
+  result?: RunErrorResult;
   constructor(code: ErrorCode, message: string, options: ContainerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -58,14 +66,24 @@ export class InvalidConfigError extends ContainerError {
 
 /**
  * An image archive that is not a docker-archive or OCI layout tarball, is truncated or corrupt,
- * or holds something hostile (a path escaping the root, a link outside the image). `entry`
- * names the archive member at fault, when there is one.
+ * holds something hostile (a path escaping the root, a link outside the image), or goes past a
+ * limit ({@link ArchiveLimits}). `member` names the archive member at fault (a layer, the
+ * manifest) and `entry` the entry inside it (a layer's file), when there are such.
  */
 export class ImageArchiveError extends ContainerError {
   readonly entry: string | undefined;
-  constructor(message: string, options: ContainerErrorOptions & { entry?: string } = {}) {
+  /** Set by whoever knows which member was being read, when the reader itself did not. */
+  member: string | undefined;
+  /** The limit that was passed, when that is what went wrong: "maxLayerBytes", ... */
+  readonly limit: string | undefined;
+  constructor(
+    message: string,
+    options: ContainerErrorOptions & { entry?: string; member?: string; limit?: string } = {},
+  ) {
     super("E_IMAGE_ARCHIVE", options.entry ? `${message} (entry "${options.entry}")` : message, options);
     this.entry = options.entry;
+    this.member = options.member;
+    this.limit = options.limit;
   }
 }
 
@@ -160,6 +178,41 @@ export class TimeoutError extends ContainerError {
   constructor(message: string, options?: ContainerErrorOptions) {
     super("E_TIMEOUT", message, options);
   }
+}
+
+/**
+ * Reading or writing a file on the host failed inside a contexec operation: the disk is full, a
+ * folder is read-only or not writable. `path` is the file, `errno` the system's code (ENOSPC).
+ */
+export class IoError extends ContainerError {
+  readonly path: string;
+  readonly errno: string | undefined;
+  constructor(operation: string, path: string, cause: unknown) {
+    const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super("E_IO", `${operation}: ${ioAdvice(errno, path, cause)}`, { cause });
+    this.path = path;
+    this.errno = errno;
+  }
+}
+
+function ioAdvice(errno: string | undefined, path: string, cause: unknown): string {
+  switch (errno) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return `no space left for ${path}; free some space there or point the tmpDir/cacheDir option at a folder with room`;
+    case "EACCES":
+    case "EPERM":
+      return `no permission to write ${path}; use a folder this user may write to`;
+    case "EROFS":
+      return `${path} is on a read-only filesystem; use a writable folder`;
+    default:
+      return `cannot write ${path}: ${(cause as Error | undefined)?.message ?? String(cause)}`;
+  }
+}
+
+/** An I/O failure as a {@link ContainerError}: an {@link IoError} unless it already is one. */
+export function toIoError(err: unknown, operation: string, path: string): ContainerError {
+  return err instanceof ContainerError ? err : new IoError(operation, path, err);
 }
 
 /** Throws {@link AbortedError} when `signal` has fired. */

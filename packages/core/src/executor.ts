@@ -1,6 +1,8 @@
 import type { Readable, Writable } from "node:stream";
+import type { ArchiveLimits } from "./archive/layer-entries.js";
 import type { PlanOptions, RunPlan, RuntimeProfile } from "./plan/run-plan.js";
 import type { Service, ServiceOptions, ServiceSummary } from "./service.js";
+import type { Supervision } from "./side-channels/supervisor-files.js";
 import type { ContainerSpec, ImageId } from "./spec.js";
 
 export const CONTAINER_STATES = ["created", "running", "exited", "removed"] as const;
@@ -18,6 +20,8 @@ export interface ExitStatus {
   signal?: NodeJS.Signals;
   /** True when the kernel's OOM killer ended it (where the runtime can tell). */
   oomKilled: boolean;
+  /** With `spec.supervision`: the job's result file, read after it ended, when it wrote one. */
+  result?: string;
 }
 
 /**
@@ -33,6 +37,11 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called as bytes of the archive are read. `totalBytes` is known for paths, not streams. */
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /**
+   * Bounds on the archive, each with a generous default (see {@link ArchiveLimits}): past one,
+   * loadImage stops with ImageArchiveError naming the limit.
+   */
+  limits?: Partial<ArchiveLimits>;
 }
 
 export interface KillOptions {
@@ -71,6 +80,8 @@ export interface Container extends AsyncDisposable {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** With `spec.supervision`: the job's status updates, notifications to it, its result. */
+  readonly supervision?: Supervision | undefined;
   state(): Promise<ContainerState>;
   /** Starts the process. Rejects with ContainerStateError unless the container is `created`. */
   start(): Promise<void>;
@@ -91,12 +102,19 @@ export interface Container extends AsyncDisposable {
   remove(): Promise<void>;
 }
 
-/** One runtime, serving any number of containers at once. */
-export interface ContainerExecutor {
+/**
+ * One runtime, serving any number of containers at once. Disposable: `await using executor =
+ * await createExecutor(...)` closes it at the end of the block.
+ */
+export interface ContainerExecutor extends AsyncDisposable {
   readonly runtime: string;
   info(): Promise<RuntimeInfo>;
   hasImage(image: string): Promise<boolean>;
-  /** Loads a docker-archive or OCI layout tarball (a path or a stream); resolves with its ImageId. */
+  /**
+   * Loads a docker-archive or OCI layout tarball (a path, a FIFO, or a stream); resolves with its
+   * ImageId. Every backend checks every layer entry the same way first (see checkImageLayers) and
+   * refuses a hostile or oversized archive with ImageArchiveError.
+   */
   loadImage(archive: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageId>;
   /** Removes a loaded image. A no-op when it is not loaded. */
   removeImage(image: string): Promise<void>;
@@ -117,4 +135,6 @@ export interface ContainerExecutor {
   listServices(): Promise<ServiceSummary[]>;
   /** Stops every service and removes every container this executor started. */
   close(): Promise<void>;
+  /** The same as close(). */
+  [Symbol.asyncDispose](): Promise<void>;
 }

@@ -1,4 +1,19 @@
-export { type ByteSource, fileByteSource, streamByteSource } from "./archive/byte-source.js";
+export { type ArchiveFile, type ArchiveFileOptions, archiveFile } from "./archive/archive-file.js";
+export {
+  type ByteSource,
+  bufferByteSource,
+  fileByteSource,
+  fileByteSourceSync,
+  type SyncByteSource,
+  streamByteSource,
+} from "./archive/byte-source.js";
+export {
+  type CheckLayersOptions,
+  checkImageLayers,
+  type ReadLayerOptions,
+  readLayerHeaders,
+  readLayerHeadersSync,
+} from "./archive/check-layers.js";
 export {
   type ArchiveLayer,
   digestOf,
@@ -9,8 +24,21 @@ export {
   readImageArchive,
 } from "./archive/image-archive.js";
 export {
+  type ArchiveLimits,
+  archiveLimits,
+  type ContentKind,
+  classifyLayerEntry,
+  DEFAULT_ARCHIVE_LIMITS,
+  entryPath,
+  LayerBudget,
+  type LayerEntryMeaning,
+  printable,
+} from "./archive/layer-entries.js";
+export { checkLayerDecompression, type OpenedLayer, openLayer } from "./archive/open-layer.js";
+export {
   type ReadTarOptions,
   readTarHeaders,
+  readTarHeadersSync,
   type TarEntryKind,
   type TarHeader,
 } from "./archive/tar-headers.js";
@@ -25,12 +53,19 @@ export {
   unsupported,
 } from "./capabilities.js";
 export {
+  type ApptainerExecutorConfig,
+  type BackendConfig,
   type BackendModule,
   createExecutor,
+  type DockerExecutorConfig,
   type ExecutorConfig,
+  type ExecutorConfigRegistry,
   knownRuntimes,
   registerBackend,
+  type SlurmExecutorConfig,
+  validateExecutorConfig,
 } from "./create-executor.js";
+export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
 export {
   AbortedError,
   CommandNotFoundError,
@@ -43,12 +78,14 @@ export {
   ImageNotFoundError,
   InvalidConfigError,
   InvalidSpecError,
+  IoError,
   RuntimeError,
   RuntimeUnavailableError,
   raceAbort,
   type SpecIssue,
   TimeoutError,
   throwIfAborted,
+  toIoError,
   UnsupportedError,
 } from "./errors.js";
 export {
@@ -65,7 +102,35 @@ export {
   type WaitOptions,
 } from "./executor.js";
 export { exitStatusFromCode, exitStatusFromSignal, signalNumber, stopSignalOf } from "./exit-status.js";
+export { findExecutable } from "./find-executable.js";
 export { DEFAULT_PATH, parseImageConfig, resolveArgv, resolveEnv, resolveWorkdir } from "./image-config.js";
+export { TailBuffer } from "./io/tail-buffer.js";
+export {
+  defaultStateDir,
+  listOwnerFolders,
+  OwnerFolder,
+  type OwnerFolderInfo,
+  readOwnerFolder,
+  readResourceRecords,
+  STATE_DIR_ENV,
+  type SweepReport,
+} from "./owner/owner-folder.js";
+export {
+  currentOwner,
+  type HostIdentity,
+  hostIdentity,
+  judgeOwner,
+  OWNER_LABELS,
+  type OwnerLiveness,
+  type OwnerRecord,
+  ownerFromLabels,
+  ownerLabels,
+  ownerLiveness,
+  ownerLivenessSync,
+  parseOwnerRecord,
+} from "./owner/owner-record.js";
+export { dieWithParent } from "./owner/parent-death.js";
+export { type ProcStat, parseProcStat, readProcStat, readProcStatSync } from "./owner/proc-stat.js";
 export {
   describePlan,
   type FormatPlanOptions,
@@ -89,7 +154,14 @@ export {
 } from "./plan/run-plan.js";
 export { runCleanupSteps, runPlanSteps } from "./plan/run-plan-steps.js";
 export { describeCheck, findFreePort, launchService, serviceName, waitUntilReady } from "./readiness.js";
-export { collect, type RunOptions, type RunResult, runContainer } from "./run.js";
+export {
+  collect,
+  DEFAULT_MAX_BUFFER,
+  type RunErrorResult,
+  type RunOptions,
+  type RunResult,
+  runContainer,
+} from "./run.js";
 export type {
   Endpoint,
   ExecProcess,
@@ -103,11 +175,60 @@ export type {
 } from "./service.js";
 export { shellJoin, shellQuote } from "./shell-quote.js";
 export {
+  type ParseShellWordsOptions,
+  parseShellWords,
+  type ShellToken,
+  type ShellWordsResult,
+} from "./shell-words.js";
+export { type CommandScript, parseCommandScript } from "./side-channels/command-script.js";
+export {
+  HOST_COMMAND_CODES,
+  HostCommandBridge,
+  type HostCommandBridgeOptions,
+  type HostCommandEvent,
+  type RequestChannel,
+} from "./side-channels/host-command-bridge.js";
+export {
+  CLIENT_SCRIPT_NAME,
+  renderClientScript,
+  writeClientBin,
+} from "./side-channels/host-command-client.js";
+export {
+  compileHostCommandPolicy,
+  decideHostCommand,
+  type HostCommandDecision,
+  type HostCommandPolicy,
+} from "./side-channels/host-command-policy.js";
+export { htmlToText } from "./side-channels/html-to-text.js";
+export {
+  openSideChannels,
+  type SideChannelOptions,
+  type SideChannels,
+} from "./side-channels/open-side-channels.js";
+export {
+  DEFAULT_BIN_PATH,
+  DEFAULT_NOTIFICATIONS_FILE,
+  DEFAULT_REQUEST_MOUNT,
+  DEFAULT_RESULT_FILE,
+  DEFAULT_STATUS_FILE,
+  DEFAULT_SUPERVISION_MOUNT,
+  SIDE_CHANNELS_NOTE,
+  withoutSideChannels,
+} from "./side-channels/side-channel-spec.js";
+export {
+  type StatusUpdate,
+  type Supervision,
+  SupervisorFiles,
+  type SupervisorFilesOptions,
+} from "./side-channels/supervisor-files.js";
+export {
   type BindMount,
   type ContainerSpec,
   GPU_VENDORS,
   type GpuRequest,
   type GpuVendor,
+  type HostCommandRule,
+  type HostCommandsSpec,
   type ImageConfig,
   type ImageId,
   type Mount,
@@ -115,6 +236,7 @@ export {
   type NetworkMode,
   type PortMapping,
   type Resources,
+  type SupervisionSpec,
   type TmpfsMount,
 } from "./spec.js";
 export { collectSpecIssues, type ValidateOptions, validateArgv, validateSpec } from "./validate-spec.js";

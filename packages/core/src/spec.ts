@@ -62,6 +62,53 @@ export interface PortMapping {
   hostIp?: string;
 }
 
+/**
+ * One command the host-command bridge may run: a name looked up on the host's PATH (`"squeue"`),
+ * an absolute host path (`"/usr/bin/squeue"`, also reachable by its base name), or either with
+ * `args`: regular expressions (JavaScript syntax, matched against a whole argument) of which
+ * every argument must match one; `args: []` allows no arguments.
+ */
+export type HostCommandRule = string | { command: string; args?: string[] };
+
+/**
+ * Host commands callable from inside the container over singreqrun's file protocol (see the
+ * core README, "Side channels"). Nothing runs unless `allow` names it; no shell is involved.
+ */
+export interface HostCommandsSpec {
+  allow: HostCommandRule[];
+  /** Where the request folder (with its `reqs` pipe) appears in the container; default `/var/run/req_run`. */
+  mountPath?: string;
+  /** Where the client script and one link per allowed command appear, first on PATH; default `/hostbin`. */
+  binPath?: string;
+  /** Absolute host folder the commands run in; default the executor process's current folder. */
+  cwd?: string;
+  /** Set for the commands, over the executor process's environment. */
+  env?: Record<string, string>;
+  /** A command still running after this long is stopped (exit code 124); default 600 000. */
+  timeoutMs?: number;
+  /** A command writing more than this to stdout or to stderr is stopped (exit code 125); default 64 MiB. */
+  maxOutputBytes?: number;
+  /** Commands run at once; more wait in order. Default 4. */
+  concurrency?: number;
+  /** Honour a leading `cd DIR && ` (DIR absolute, on the host) instead of refusing it; default false. */
+  allowCd?: boolean;
+}
+
+/**
+ * Supervisor files: a host folder bound into the container, where the job writes its status page
+ * and result and reads the supervisor's notifications (one line each, such as `ABORT`).
+ */
+export interface SupervisionSpec {
+  /** Where the folder appears in the container; default `/service`. */
+  mountPath?: string;
+  /** An existing absolute host folder to bind (kept afterwards); default a private one, removed. */
+  hostDir?: string;
+  /** File names in the folder; defaults `status.html`, `result.txt`, `notifications.txt`. */
+  statusFile?: string;
+  resultFile?: string;
+  notificationsFile?: string;
+}
+
 export interface ContainerSpec {
   /** An {@link ImageId} returned by `loadImage`, or a tag from the loaded archive's RepoTags. */
   image: string;
@@ -95,6 +142,10 @@ export interface ContainerSpec {
    * "ignore" runs without it.
    */
   unsupported?: "error" | "ignore";
+  /** Host commands the container may run through the host-command bridge. */
+  hostCommands?: HostCommandsSpec;
+  /** Status, result and notification files shared with a supervisor. */
+  supervision?: SupervisionSpec;
 }
 
 /** The part of an image's config that decides how a container of it runs. */

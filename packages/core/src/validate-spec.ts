@@ -1,9 +1,10 @@
 import { stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { InvalidSpecError, type SpecIssue } from "./errors.js";
+import { collectSideChannelIssues, sideChannelHostPaths } from "./side-channels/side-channel-spec.js";
 import { type ContainerSpec, GPU_VENDORS, NETWORK_MODES } from "./spec.js";
 
-const SPEC_KEYS = new Set<string>([
+const SPEC_KEY_LIST = [
   "image",
   "command",
   "entrypoint",
@@ -18,7 +19,14 @@ const SPEC_KEYS = new Set<string>([
   "name",
   "ports",
   "unsupported",
-]);
+  "hostCommands",
+  "supervision",
+] as const satisfies readonly (keyof ContainerSpec)[];
+// A field added to ContainerSpec but not here fails to compile: unknown-field checks stay exact.
+const SPEC_KEYS_COMPLETE: Exclude<keyof ContainerSpec, (typeof SPEC_KEY_LIST)[number]> extends never
+  ? true
+  : never = true;
+const SPEC_KEYS = new Set<string>(SPEC_KEYS_COMPLETE ? SPEC_KEY_LIST : []);
 
 // Portable across runtimes: Apptainer passes variables through its own environment prefix,
 // which only carries shell identifiers.
@@ -60,6 +68,22 @@ export async function validateSpec(spec: unknown, options: ValidateOptions = {})
         }
       }),
     );
+    // Checked at once, reported in the spec's order.
+    const folders = await Promise.all(
+      sideChannelHostPaths(s).map(async ({ path, value }): Promise<SpecIssue | undefined> => {
+        const found = await stat(value).catch((err: NodeJS.ErrnoException) => err.code ?? String(err));
+        if (typeof found === "string")
+          return {
+            path,
+            message:
+              found === "ENOENT"
+                ? `host folder ${value} does not exist; create it or fix the path`
+                : `host folder ${value} cannot be used (${found})`,
+          };
+        return found.isDirectory() ? undefined : { path, message: `${value} is not a folder` };
+      }),
+    );
+    for (const issue of folders) if (issue) issues.push(issue);
   }
   if (issues.length === 0) options.extraChecks?.(spec as ContainerSpec, issues);
   if (issues.length > 0) throw new InvalidSpecError(issues);
@@ -176,6 +200,9 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
       for (const [k, v] of Object.entries(spec.labels))
         if (k === "" || typeof v !== "string")
           add(`labels.${k}`, "must be a non-empty key with a string value");
+        // `docker run --label K=V` splits at the first "=": such a key could not be printed as a command.
+        else if (k.includes("=") || /[\0\n]/.test(k))
+          add(`labels.${k}`, 'a label key cannot hold "=", a newline or NUL');
   }
 
   if (spec.name !== undefined && (typeof spec.name !== "string" || !CONTAINER_NAME.test(spec.name)))
@@ -199,6 +226,7 @@ export function collectSpecIssues(spec: unknown): SpecIssue[] {
 
   if (spec.unsupported !== undefined && spec.unsupported !== "error" && spec.unsupported !== "ignore")
     add("unsupported", 'must be "error" or "ignore"');
+  collectSideChannelIssues(spec, add);
   return issues;
 }
 

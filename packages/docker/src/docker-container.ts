@@ -11,11 +11,16 @@ import {
   type ExitStatus,
   exitStatusFromCode,
   type KillOptions,
+  RuntimeUnavailableError,
   raceAbort,
+  type SideChannels,
+  type Supervision,
+  TailBuffer,
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
 import type Dockerode from "dockerode";
+import { ConnectionLostError, type DaemonLiveness, requestWait } from "./daemon-liveness.js";
 import { demuxBuffer, demuxStream } from "./demux-stream.js";
 import { daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
 import { runExec, type StartExecOptions, startExec } from "./docker-exec.js";
@@ -36,10 +41,14 @@ export interface DockerContainerContext {
   where: string;
   /** Runs a short daemon call with the executor's deadline, mapping its errors. */
   short: <T>(operation: string, fn: (signal: AbortSignal) => Promise<T>) => Promise<T>;
+  /** Notices a daemon that dies while wait() is pending. */
+  liveness: DaemonLiveness;
   /** argv[0], for error messages. */
   program: string;
   /** The image's STOPSIGNAL: kill()'s default first signal, as on every backend. */
   stopSignal: NodeJS.Signals | undefined;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   onRemoved: (c: DockerContainer) => void;
 }
 
@@ -48,11 +57,12 @@ export class DockerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
   readonly #container: Dockerode.Container;
   readonly #attach: NodeJS.ReadWriteStream | null;
   readonly #ctx: DockerContainerContext;
   readonly #outputDone: Promise<void>;
-  #stderrTail = "";
+  readonly #stderrTail = new TailBuffer(STDERR_TAIL_BYTES);
   #state: ContainerState = "created";
   #exit: Promise<ExitStatus> | undefined;
   #removing: Promise<void> | undefined;
@@ -71,6 +81,7 @@ export class DockerContainer implements Container {
     this.#container = container;
     this.#attach = attach;
     this.#ctx = ctx;
+    this.supervision = ctx.sideChannels.supervision;
     if (attach === null) {
       this.stdout = Readable.from([]);
       this.stderr = Readable.from([]);
@@ -78,9 +89,9 @@ export class DockerContainer implements Container {
       this.stdin = null;
       return;
     }
-    const { stdout, stderr, done } = demuxStream(attach as unknown as Readable, (chunk) => {
-      this.#stderrTail = (this.#stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
-    });
+    const { stdout, stderr, done } = demuxStream(attach as unknown as Readable, (chunk) =>
+      this.#stderrTail.push(chunk),
+    );
     this.stdout = stdout;
     this.stderr = stderr;
     this.#outputDone = done;
@@ -143,30 +154,56 @@ export class DockerContainer implements Container {
 
   async #watchExit(): Promise<ExitStatus> {
     try {
-      const result = (await this.#container.wait({ condition: "not-running" })) as { StatusCode: number };
-      const info = await this.#container.inspect();
-      const code = result.StatusCode;
+      const code = await this.#exitCode();
+      const info = await this.#ctx.short("inspecting the container", (signal) =>
+        this.#container.inspect({ abortSignal: signal }),
+      );
       if (code === 126 || code === 127) {
         // The init's message may still be in flight on the attach stream.
         await Promise.race([this.#outputDone, delay(1000)]);
         const failure = INIT_EXEC_FAILURE.exec(await this.#stderrTailNow());
         if (failure) throw new CommandNotFoundError(failure[1] ?? this.#ctx.program, failure[2]);
       }
-      return exitStatusFromCode(code, info.State.OOMKilled === true);
+      return await this.#ctx.sideChannels.completeExit(
+        exitStatusFromCode(code, info.State.OOMKilled === true),
+      );
     } catch (err) {
       throw this.#map(err, "waiting for the container");
     }
   }
 
+  /**
+   * The container's exit code from the daemon's wait, watched: a daemon that dies meanwhile
+   * (its connection closes, or it stops answering pings) gives RuntimeUnavailableError within
+   * seconds instead of a wait that never ends. A daemon that closed the connection but answers
+   * (it restarted) is asked for the container's state.
+   */
+  async #exitCode(): Promise<number> {
+    for (;;) {
+      const request = new AbortController();
+      const watch = this.#ctx.liveness.watch();
+      try {
+        return (await Promise.race([requestWait(this.#container, request.signal), watch.gone])).StatusCode;
+      } catch (err) {
+        if (!(err instanceof ConnectionLostError)) throw err;
+        const info = await this.#ctx.short("inspecting the container", (signal) =>
+          this.#container.inspect({ abortSignal: signal }),
+        );
+        // Still running: the daemon restarted with live-restore and kept it; wait again.
+        if (!info.State.Running) return info.State.ExitCode ?? 255;
+      } finally {
+        request.abort();
+        watch.stop();
+      }
+    }
+  }
+
   /** The end of stderr: from the attach stream, or from the daemon's log when detached. */
   async #stderrTailNow(): Promise<string> {
-    if (this.#attach) return this.#stderrTail;
-    const logs = (await this.#container.logs({
-      stdout: false,
-      stderr: true,
-      tail: 20,
-      follow: false,
-    })) as Buffer;
+    if (this.#attach) return this.#stderrTail.text();
+    const logs = (await this.#ctx.short("reading the container's log", (signal) =>
+      this.#container.logs({ stdout: false, stderr: true, tail: 20, follow: false, abortSignal: signal }),
+    )) as Buffer;
     return demuxBuffer(logs).stderr.toString("utf8");
   }
 
@@ -248,18 +285,23 @@ export class DockerContainer implements Container {
   }
 
   async #remove(): Promise<void> {
-    if (this.#state === "running") await this.kill({ signal: "SIGKILL" });
     try {
-      await this.#container.remove({ force: true, v: true });
-    } catch (err) {
+      if (this.#state === "running") await this.kill({ signal: "SIGKILL" });
+      await this.#ctx.short("removing the container", (signal) =>
+        this.#container.remove({ force: true, v: true, abortSignal: signal }),
+      );
+    } catch (wrapped) {
+      const err = (wrapped as Error).cause ?? wrapped;
       if (
-        statusOf(err) !== 404 &&
-        !/removal of container .* is already in progress/.test(daemonMessage(err))
+        wrapped instanceof RuntimeUnavailableError ||
+        (statusOf(err) !== 404 && !/removal of container .* is already in progress/.test(daemonMessage(err)))
       ) {
+        // Tried again by the next remove() (or close()), once the daemon answers.
         this.#removing = undefined;
-        throw this.#map(err, "removing the container");
+        throw this.#map(wrapped, "removing the container");
       }
     }
+    await this.#ctx.sideChannels.close();
     // The daemon closes the attach connection itself; output not yet read stays readable.
     this.#state = "removed";
     this.#ctx.onRemoved(this);

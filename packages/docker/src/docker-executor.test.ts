@@ -40,7 +40,7 @@ describe("DockerExecutor without a working daemon", () => {
 
   it("createBackend refuses unknown options", () => {
     expect(() => createBackend({ runtime: "docker", sockePath: "/x" })).toThrow(
-      /unknown docker executor option "sockePath"/,
+      /invalid docker executor config: unknown option "sockePath"/,
     );
     expect(createBackend({ runtime: "docker", socketPath: "/x" })).toBeInstanceOf(DockerExecutor);
   });

@@ -1,16 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createReadStream, existsSync } from "node:fs";
 import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  type BackendConfig,
   type Capabilities,
   type ContainerExecutor,
   type ContainerSpec,
-  type ExecutorConfig,
+  checkImageLayers,
+  currentOwner,
+  type DockerExecutorConfig,
   hostFacts,
   type ImageId,
   ImageNotFoundError,
@@ -18,25 +17,34 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  logRuntimeCall,
+  openSideChannels,
+  ownerLabels,
   type PlanOptions,
   parseImageConfig,
   type RunPlan,
   RuntimeError,
   type RuntimeInfo,
+  RuntimeUnavailableError,
   readImageArchive,
   type ServiceOptions,
   type ServiceSummary,
+  SIDE_CHANNELS_NOTE,
   SUPPORTED,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
   unsupported,
   validateSpec,
+  withoutSideChannels,
 } from "@contexec/core";
 import Dockerode from "dockerode";
+import { DaemonLiveness } from "./daemon-liveness.js";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, mapDockerError, statusOf } from "./docker-errors.js";
 import { DockerService } from "./docker-service.js";
+import { daemonAddress, removeOnExit } from "./exit-cleanup.js";
 import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
 import {
   type DockerCreateBody,
@@ -44,19 +52,23 @@ import {
   LABEL_MANAGED,
   LABEL_SERVICE,
 } from "./render-create-options.js";
+import { sweepLeftovers } from "./sweep-leftovers.js";
 
-export interface DockerExecutorOptions {
-  /** Unix socket of the daemon. Default: DOCKER_HOST when it is unix://, else /var/run/docker.sock. */
-  socketPath?: string;
+/** The options of core's DockerExecutorConfig (`createExecutor({ runtime: "docker", ... })`), dockerode's types where they apply. */
+export interface DockerExecutorOptions extends Omit<DockerExecutorConfig, "runtime" | "dockerOptions"> {
   /** Passed to dockerode as is, for TCP/TLS daemons (host, port, protocol, ca, cert, key). */
   dockerOptions?: Dockerode.DockerOptions;
-  /** Deadline for short API calls (inspect, create, kill, remove); default 60 s. */
-  requestTimeoutMs?: number;
 }
 
-export interface DockerExecutorConfig extends DockerExecutorOptions {
-  runtime: "docker";
-}
+export type { DockerExecutorConfig };
+
+const OPTION_NAMES = [
+  "socketPath",
+  "dockerOptions",
+  "requestTimeoutMs",
+  "livenessIntervalMs",
+  "tmpDir",
+] as const;
 
 /** The Docker Engine backend: every operation through the Engine API (dockerode). */
 export class DockerExecutor implements ContainerExecutor {
@@ -66,9 +78,13 @@ export class DockerExecutor implements ContainerExecutor {
   readonly #docker: Dockerode;
   readonly #where: string;
   readonly #timeoutMs: number;
+  readonly #tmpDir: string | undefined;
+  readonly #liveness: DaemonLiveness;
   readonly #containers = new Set<DockerContainer>();
   readonly #services = new Set<DockerService>();
   #info: Promise<RuntimeInfo> | undefined;
+  #swept: Promise<unknown> | undefined;
+  #unhookExit: (() => void) | undefined;
 
   constructor(options: DockerExecutorOptions = {}) {
     const fromEnv = process.env.DOCKER_HOST;
@@ -84,6 +100,16 @@ export class DockerExecutor implements ContainerExecutor {
       this.#where = fromEnv ?? "/var/run/docker.sock";
     }
     this.#timeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.#tmpDir = options.tmpDir;
+    traceDaemonCalls(this.#docker);
+    this.#liveness = new DaemonLiveness(
+      (signal) =>
+        ping(this.#docker, signal).catch((err: unknown) => {
+          throw mapDockerError(err, "pinging the daemon", this.#where);
+        }),
+      options.livenessIntervalMs ?? 2000,
+      this.#where,
+    );
   }
 
   /** The dockerode client, for what the interface does not cover. */
@@ -91,7 +117,18 @@ export class DockerExecutor implements ContainerExecutor {
     return this.#docker;
   }
 
-  info(): Promise<RuntimeInfo> {
+  /**
+   * What the daemon is and can do. Probed once and kept, but every call first checks that the
+   * daemon still answers (one ping), so a daemon gone since gives RuntimeUnavailableError, and one
+   * back (perhaps upgraded) is probed afresh.
+   */
+  async info(): Promise<RuntimeInfo> {
+    if (this.#info) await this.#short("pinging the daemon", (signal) => ping(this.#docker, signal));
+    return this.#probed();
+  }
+
+  /** The probe as kept, without a liveness check (calls that talk to the daemon anyway). */
+  #probed(): Promise<RuntimeInfo> {
     this.#info ??= this.#probe().catch((err) => {
       this.#info = undefined;
       throw err;
@@ -131,7 +168,8 @@ export class DockerExecutor implements ContainerExecutor {
       runtime: "docker",
       flavor: "docker",
       version: version.Version,
-      privilege: rootless ? "rootless-daemon" : "daemon",
+      // A rootless daemon lists "name=rootless" among its security options (Docker >= 20.10).
+      privilege: rootless ? "rootless" : "root",
       capabilities,
       planner: { apiVersion: version.ApiVersion },
       host: hostFacts(),
@@ -157,29 +195,23 @@ export class DockerExecutor implements ContainerExecutor {
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     throwIfAborted(options.signal, "loading the image");
-    // A stream is spooled to a file first: the archive is checked in full before the daemon sees
-    // a byte, so a bad archive never leaves a half-loaded image behind.
-    let spoolDir: string | undefined;
-    let path: string;
-    if (typeof archive === "string") {
-      path = archive;
-    } else {
-      spoolDir = await mkdtemp(join(tmpdir(), "contexec-load-"));
-      path = join(spoolDir, "image.tar");
-      try {
-        await pipeline(archive, createWriteStream(path), options.signal ? { signal: options.signal } : {});
-      } catch (err) {
-        await rm(spoolDir, { recursive: true, force: true });
-        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
-        throw err;
-      }
-    }
+    // A stream (or FIFO) is copied to a file first: the archive is checked in full before the
+    // daemon sees a byte, so a bad archive never leaves a half-loaded image behind.
+    const file = await archiveFile(archive, {
+      ...(this.#tmpDir !== undefined && { tmpDir: this.#tmpDir }),
+      ...(options.signal && { signal: options.signal }),
+    });
     try {
-      const meta = await readImageArchive(path, options.signal ? { signal: options.signal } : {});
+      const meta = await readImageArchive(file.path, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
       if (await this.hasImage(meta.id)) return meta.id;
+      // The entry checks every backend runs, so Docker refuses exactly what Apptainer refuses.
+      await checkImageLayers(file.path, meta, options);
       const totalBytes = meta.archiveBytes;
       let bytesRead = 0;
-      const counted = createReadStream(path).pipe(
+      const counted = createReadStream(file.path).pipe(
         new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesRead += chunk.length;
@@ -203,7 +235,7 @@ export class DockerExecutor implements ContainerExecutor {
       }
       return meta.id;
     } finally {
-      if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+      await file.remove();
     }
   }
 
@@ -252,8 +284,11 @@ export class DockerExecutor implements ContainerExecutor {
 
   async #plan(spec: ContainerSpec, options: PlanOptions, mode: { detached: boolean }): Promise<RunPlan> {
     throwIfAborted(options.signal, "planning the run");
-    const valid = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
-    const profile = options.profile ?? (await this.info());
+    const given = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
+    // Side channels are served by the executor while the container runs: a plan made here has
+    // their mounts only when create() opened them (and gave the plain spec); see notes.
+    const valid = withoutSideChannels(given);
+    const profile = options.profile ?? (await this.#probed());
     let image: DockerPlanInput["image"];
     if (options.archive !== undefined) {
       const archive = await readImageArchive(
@@ -285,18 +320,22 @@ export class DockerExecutor implements ContainerExecutor {
         present: true,
       };
     }
-    return planDockerRun({
+    const plan = planDockerRun({
       spec: valid,
       profile,
       image,
       labels: {
         [LABEL_MANAGED]: "true",
         [LABEL_EXECUTOR]: this.instanceId,
+        // Who owns it: a later executor removes it once this process is dead (sweepLeftovers).
+        ...ownerLabels(currentOwner()),
         ...(mode.detached && { [LABEL_SERVICE]: "true" }),
       },
       detached: mode.detached,
       cliEnv: this.#cliEnv(),
     });
+    if (given !== valid) plan.notes.push(SIDE_CHANNELS_NOTE);
+    return plan;
   }
 
   /** The environment a pasted `docker` command needs to reach this executor's daemon. */
@@ -309,13 +348,29 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
-    const plan = await this.#plan(spec, {}, mode);
-    if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
-    const body = plan.dockerCreateBody as unknown as DockerCreateBody;
-    const valid = plan.spec;
-    const container = await this.#short("creating the container", (signal) =>
-      this.#docker.createContainer({ ...body, abortSignal: signal } as Dockerode.ContainerCreateOptions),
-    );
+    // Once per executor, before its first container: what dead processes of this host left.
+    this.#swept ??= this.sweepLeftovers().catch(() => undefined);
+    await this.#swept;
+    await this.#guardExit();
+    const valid = await validateSpec(spec);
+    const imageConfig = parseImageConfig({ config: (await this.#inspectImage(valid.image)).Config });
+    // The side channels' folders and mounts first: the plan is of the plain spec they give.
+    const sideChannels = await openSideChannels(valid);
+    let body: DockerCreateBody;
+    let plan: RunPlan;
+    let container: Dockerode.Container;
+    try {
+      plan = await this.#plan(sideChannels.applyTo(valid, imageConfig), {}, mode);
+      if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
+      body = plan.dockerCreateBody as unknown as DockerCreateBody;
+      const created = body;
+      container = await this.#short("creating the container", (signal) =>
+        this.#docker.createContainer({ ...created, abortSignal: signal } as Dockerode.ContainerCreateOptions),
+      );
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
+    }
     try {
       const stdin = valid.stdin === true && !mode.detached;
       const attach = mode.detached
@@ -334,26 +389,52 @@ export class DockerExecutor implements ContainerExecutor {
       const handle = new DockerContainer(container, attach, stdin, {
         where: this.#where,
         short: (operation, fn) => this.#short(operation, fn),
+        liveness: this.#liveness,
         program: body.Entrypoint[0] ?? "",
         stopSignal: stopSignalOf(plan.process.stopSignal),
+        sideChannels,
         onRemoved: (c) => this.#containers.delete(c),
       });
       this.#containers.add(handle);
       return handle;
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
+      await sideChannels.close();
       throw err;
     }
   }
 
+  /**
+   * Removes the containers contexec made for processes of this host that have died (see
+   * {@link sweepLeftovers}); what `contexec gc` calls. Runs once by itself before the first
+   * container an executor creates.
+   */
+  sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers(this.#docker);
+  }
+
+  /** If this process ends (exit, SIGINT, SIGTERM, SIGHUP) with containers of this executor, they are removed. */
+  async #guardExit(): Promise<void> {
+    if (this.#unhookExit) return;
+    const address = await daemonAddress(this.#docker.modem as unknown as Record<string, unknown>);
+    if (!address || this.#unhookExit) return;
+    this.#unhookExit = removeOnExit(address, () => [...this.#containers].map((c) => c.id));
+  }
+
   /** Stops every service and removes every container this executor created. */
   async close(): Promise<void> {
+    this.#unhookExit?.();
+    this.#unhookExit = undefined;
     const services = [...this.#services];
     this.#services.clear();
     const stopped = await Promise.allSettled(services.map((s) => s.stop({ graceMs: 2000 })));
     const results = [...stopped, ...(await Promise.allSettled([...this.#containers].map((c) => c.remove())))];
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async #inspectImage(image: string): Promise<Dockerode.ImageInspectInfo> {
@@ -366,15 +447,23 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   #short<T>(operation: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    return callDaemon(operation, this.#where, this.#timeoutMs, fn);
+    return callDaemon(operation, this.#where, this.#timeoutMs, fn).catch((err: unknown) =>
+      this.#forgetIfGone(err),
+    );
   }
 
   async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      throw mapDockerError(err, operation, this.#where);
+      return this.#forgetIfGone(mapDockerError(err, operation, this.#where));
     }
+  }
+
+  /** A daemon found gone is probed afresh when it is back (it may have been upgraded). */
+  #forgetIfGone(err: unknown): never {
+    if (err instanceof RuntimeUnavailableError) this.#info = undefined;
+    throw err;
   }
 }
 
@@ -400,17 +489,72 @@ async function followLoad(docker: Dockerode, response: NodeJS.ReadableStream): P
   });
 }
 
-/** The hook `createExecutor({ runtime: "docker" })` calls. */
-export function createBackend(config: ExecutorConfig): DockerExecutor {
-  const { runtime, ...options } = config;
-  if (runtime !== "docker")
-    throw new InvalidConfigError(`the docker backend cannot serve runtime "${runtime}"`);
-  for (const key of Object.keys(options)) {
-    if (!["socketPath", "dockerOptions", "requestTimeoutMs"].includes(key)) {
-      throw new InvalidConfigError(
-        `unknown docker executor option "${key}"; known: socketPath, dockerOptions, requestTimeoutMs`,
+/**
+ * Logs every Engine API request of this client to the debug log (`NODE_DEBUG=contexec`) with its
+ * duration and outcome: all of dockerode's calls go through the modem's dial.
+ */
+function traceDaemonCalls(docker: Dockerode): void {
+  const modem = docker.modem as {
+    dial(options: DialOptions, callback: (err: unknown, data: unknown) => void): void;
+  };
+  const dial = modem.dial.bind(modem);
+  modem.dial = (options, callback) => {
+    const started = performance.now();
+    dial(options, (err, data) => {
+      const e = err as { statusCode?: number; code?: string; message?: string } | null;
+      const outcome = e ? `failed: ${e.statusCode ?? e.code ?? ""} ${e.message ?? ""}`.trim() : "ok";
+      logRuntimeCall(
+        "docker",
+        `${options.method} ${options.path.replace(/\?$/, "")}`,
+        performance.now() - started,
+        outcome,
       );
-    }
+      callback(err, data);
+    });
+  };
+}
+
+/** GET /_ping (dockerode takes an abortSignal here; its published types do not say so). */
+function ping(docker: Dockerode, signal: AbortSignal): Promise<unknown> {
+  return (docker.ping as (options: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, {
+    abortSignal: signal,
+  });
+}
+
+interface DialOptions {
+  method: string;
+  path: string;
+}
+
+/** Checks a docker executor config; throws InvalidConfigError listing every problem. */
+export function validateConfig(config: BackendConfig): void {
+  const issues: string[] = [];
+  if (config.runtime !== "docker") issues.push(`runtime must be "docker", not "${String(config.runtime)}"`);
+  for (const key of Object.keys(config)) {
+    if (key !== "runtime" && !(OPTION_NAMES as readonly string[]).includes(key))
+      issues.push(`unknown option "${key}" (known: ${OPTION_NAMES.join(", ")})`);
   }
+  for (const key of ["socketPath", "tmpDir"] as const) {
+    const v = config[key];
+    if (v !== undefined && (typeof v !== "string" || v === ""))
+      issues.push(`${key} must be a non-empty string`);
+  }
+  if (
+    config.dockerOptions !== undefined &&
+    (typeof config.dockerOptions !== "object" || config.dockerOptions === null)
+  )
+    issues.push("dockerOptions must be an object (dockerode's options)");
+  for (const key of ["requestTimeoutMs", "livenessIntervalMs"] as const) {
+    const v = config[key];
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0))
+      issues.push(`${key} must be a positive number of milliseconds`);
+  }
+  if (issues.length > 0) throw new InvalidConfigError(`invalid docker executor config: ${issues.join("; ")}`);
+}
+
+/** The hook `createExecutor({ runtime: "docker" })` calls. */
+export function createBackend(config: BackendConfig): DockerExecutor {
+  validateConfig(config);
+  const { runtime: _, ...options } = config;
   return new DockerExecutor(options as DockerExecutorOptions);
 }

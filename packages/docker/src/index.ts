@@ -5,6 +5,7 @@ export {
   DockerExecutor,
   type DockerExecutorConfig,
   type DockerExecutorOptions,
+  validateConfig,
 } from "./docker-executor.js";
 export {
   type DockerCreateBody,
@@ -17,3 +18,4 @@ export {
   renderCreateOptions,
   renderGpus,
 } from "./render-create-options.js";
+export { sweepLeftovers } from "./sweep-leftovers.js";

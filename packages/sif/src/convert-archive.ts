@@ -1,25 +1,22 @@
-import { once } from "node:events";
-import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { rm } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import {
   AbortedError,
+  type ArchiveLimits,
+  archiveFile,
   ContainerError,
+  checkLayerDecompression,
   type ImageArchive,
   ImageArchiveError,
   type ImageId,
+  IoError,
   RuntimeError,
   readImageArchive,
   throwIfAborted,
 } from "@contexec/core";
-import * as tar from "tar-stream";
 import { type FlattenPlan, planFlatten } from "./flatten-layers.js";
 import { checkableByOffset, checkLayerDigests, type DigestCheck } from "./layer-digests.js";
 import { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
-import { checkLayerDecompression } from "./open-layer.js";
 import { SIF_DATA_TYPES } from "./sif-format.js";
 import { finishSif, planSifLayout, type SifSmallObject } from "./sif-writer.js";
 import { singularityMetadata } from "./singularity-metadata.js";
@@ -48,6 +45,8 @@ export interface ConvertOptions {
   processors?: number;
   /** Check each layer against its diff_id while streaming it (default true). */
   verifyDigests?: boolean;
+  /** Bounds on the archive (core's ArchiveLimits: uncompressed layer bytes, entries, metadata size). */
+  limits?: Partial<ArchiveLimits>;
 }
 
 export interface ConvertResult {
@@ -70,9 +69,10 @@ const OPERATION = "converting the image to SIF";
  * thrown: ImageArchiveError for bad or hostile input, AbortedError, RuntimeUnavailableError when
  * sqfstar (or a decompressor) is missing, RuntimeError with sqfstar's stderr when it fails.
  *
- * A stream input is spooled to a temporary file first (under `tmpDir`): a docker-archive may put
- * its manifest after the layers, and the layers are read top-down, so one pass over a stream
- * cannot do.
+ * A stream input (or a path that is a FIFO or character device) is spooled to a temporary file
+ * first (under `tmpDir`): a docker-archive may put its manifest after the layers, and the layers
+ * are read top-down, so one pass over a stream cannot do. A disk that fills up gives IoError, and
+ * no partial file is left.
  */
 export async function convertArchiveToSif(
   archive: string | Readable | AsyncIterable<Buffer>,
@@ -85,23 +85,15 @@ export async function convertArchiveToSif(
       `unknown squashfs compression "${options.compression}"; use one of ${SQUASHFS_COMPRESSIONS.join(", ")}`,
     );
   }
-  if (typeof archive === "string") return convertFile(archive, outPath, options);
-  const spoolDir = await mkdtemp(join(options.tmpDir ?? tmpdir(), "contexec-sif-"));
+  const file = await archiveFile(archive, {
+    operation: OPERATION,
+    ...(options.tmpDir !== undefined && { tmpDir: options.tmpDir }),
+    ...(options.signal && { signal: options.signal }),
+  });
   try {
-    const spooled = join(spoolDir, "image.tar");
-    try {
-      await pipeline(archive, createWriteStream(spooled), {
-        ...(options.signal && { signal: options.signal }),
-      });
-    } catch (err) {
-      if (options.signal?.aborted) throw new AbortedError(OPERATION, { cause: options.signal.reason });
-      throw new ImageArchiveError(`cannot read the image archive stream: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    return await convertFile(spooled, outPath, options, "image.tar");
+    return await convertFile(file.path, outPath, options, file.spooled ? "image.tar" : file.path);
   } finally {
-    await rm(spoolDir, { recursive: true, force: true });
+    await file.remove();
   }
 }
 
@@ -115,6 +107,7 @@ async function convertFile(
   const archive = await readImageArchive(archivePath, {
     ...(options.tag !== undefined && { tag: options.tag }),
     ...(signal && { signal }),
+    ...(options.limits && { limits: options.limits }),
   });
   await checkLayerDecompression(archive.layers);
   const sqfstar = await resolveSqfstar(options.sqfstarPath);
@@ -137,7 +130,7 @@ async function convertFile(
       bufferLayerSource("the generated Singularity metadata", metadata.top),
     ];
     // Pass 1 refuses hostile input before the output file exists.
-    const plan = await planFlatten(layers, { signal });
+    const plan = await planFlatten(layers, { signal, limits: options.limits });
     const objects: SifSmallObject[] = [
       { dataType: SIF_DATA_TYPES.deffile, data: Buffer.from(metadata.deffile) },
       { dataType: SIF_DATA_TYPES.genericJson, name: "inspect-metadata.json", data: metadata.inspectMetadata },
@@ -202,25 +195,21 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     offset: layout.partitionOffset,
     processors: input.processors ?? defaultProcessors(input.compression),
   });
-  const pack = tar.pack();
-  const inner = new AbortController();
   let firstError: unknown;
   const stop = (err: unknown) => {
     firstError ??= err;
     // sqfstar dies first, so it never sees the tar cut short and reports that instead.
     proc.kill();
-    inner.abort();
-    pack.destroy();
+    proc.stdin.destroy();
   };
   const onAbort = () => stop(new AbortedError(OPERATION, { cause: signal?.reason }));
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const writing = writeFlattened(input.plan, input.layers, pack, {
+    const writing = writeFlattened(input.plan, input.layers, proc.stdin, {
       signal,
       onBytes: input.onBytes,
       verifyDigests: input.verify,
     }).catch(stop);
-    const pumping = pump(pack, proc.stdin, inner.signal).catch(stop);
     const squashing = proc.done.then(
       () => undefined,
       (err: unknown) => {
@@ -230,7 +219,7 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     );
     // A digest mismatch found by the worker stops everything at once.
     const checking = input.digests?.done.catch(stop);
-    const [, , sqfstarError] = await Promise.all([writing, pumping, squashing, checking]);
+    const [, sqfstarError] = await Promise.all([writing, squashing, checking]);
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     // sqfstar exiting with a status of its own (not killed by us) is the root cause of the rest.
     if (sqfstarError instanceof RuntimeError && sqfstarError.runtimeExitCode !== undefined)
@@ -239,40 +228,15 @@ async function writeSif(input: WriteSifInput): Promise<number> {
     return await finishSif(outPath, layout, objects, { arch: input.arch }, { createdAt: input.buildTime });
   } catch (err) {
     proc.kill();
-    pack.destroy();
+    proc.stdin.destroy();
     await proc.done.catch(() => {});
     await rm(outPath, { force: true });
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
     if (err instanceof ContainerError) throw err;
+    // The SIF header written in front of sqfstar's output failed: a full or read-only disk.
+    if (typeof (err as NodeJS.ErrnoException)?.code === "string") throw new IoError(OPERATION, outPath, err);
     throw new RuntimeError("sqfstar", `${OPERATION} failed: ${(err as Error).message}`, { cause: err });
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-}
-
-// Pack yields headers, padding and file pieces separately; writing each with its own syscall cost
-// more CPU than sqfstar's compression of small files. Batches of this size go out in one writev.
-const BATCH = 1024 * 1024;
-
-/** Copies the tar into sqfstar's stdin with backpressure, small chunks batched. */
-async function pump(pack: tar.Pack, stdin: Writable, signal: AbortSignal): Promise<void> {
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const flush = async () => {
-    stdin.cork();
-    let room = true;
-    for (const chunk of batch) room = stdin.write(chunk);
-    stdin.uncork();
-    batch = [];
-    batched = 0;
-    if (!room) await once(stdin, "drain", { signal });
-  };
-  for await (const chunk of pack as AsyncIterable<Buffer>) {
-    batch.push(chunk);
-    batched += chunk.length;
-    if (batched >= BATCH) await flush();
-  }
-  if (batched > 0) await flush();
-  stdin.end();
-  if (!stdin.writableFinished) await once(stdin, "finish", { signal });
 }

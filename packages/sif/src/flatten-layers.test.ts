@@ -1,10 +1,47 @@
-import { ImageArchiveError } from "@contexec/core";
-import { type ListedEntry, listTar, sha256, type TarSpec, tarOf } from "@contexec/core/testing";
-import * as tar from "tar-stream";
-import { describe, expect, it } from "vitest";
-import { planFlatten } from "./flatten-layers.js";
-import { bufferLayerSource } from "./layer-source.js";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { type ArchiveLimits, checkImageLayers, ImageArchiveError, readImageArchive } from "@contexec/core";
+import {
+  dockerArchiveOf,
+  hostileLayerCases,
+  type ListedEntry,
+  listTar,
+  sha256,
+  type TarSpec,
+  tarOf,
+} from "@contexec/core/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FlattenPlan, planFlatten as planOneWay } from "./flatten-layers.js";
+import { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
 import { writeFlattened } from "./write-flattened.js";
+
+/**
+ * Plans with the headers read synchronously (as for uncompressed layers) and, for the same layers
+ * without that, asynchronously (as for compressed ones): both ways must give the same plan or fail
+ * with the same error.
+ */
+async function planFlatten(
+  sources: LayerSource[],
+  options: { limits?: Partial<ArchiveLimits> } = {},
+): Promise<FlattenPlan> {
+  const streamed = sources.map((s) => ({ ...s, readHeadersSync: undefined }));
+  const [sync, async] = await Promise.allSettled([
+    planOneWay(sources, options),
+    planOneWay(streamed, options),
+  ]);
+  if (sync.status === "rejected") {
+    expect(async.status).toBe("rejected");
+    const [a, b] = [sync.reason, (async as PromiseRejectedResult).reason] as ImageArchiveError[];
+    expect(String(b)).toBe(String(a));
+    expect([b?.entry, b?.member, b?.limit]).toEqual([a?.entry, a?.member, a?.limit]);
+    throw sync.reason;
+  }
+  expect(async.status).toBe("fulfilled");
+  expect((async as PromiseFulfilledResult<FlattenPlan>).value).toEqual(sync.value);
+  return sync.value;
+}
 
 /** Flattens layers given bottom first; returns the output tar's entries in order. */
 async function flatten(...layers: TarSpec[][]): Promise<ListedEntry[]> {
@@ -12,13 +49,14 @@ async function flatten(...layers: TarSpec[][]): Promise<ListedEntry[]> {
     layers.map(async (entries, i) => bufferLayerSource(`layer ${i}`, await tarOf(entries))),
   );
   const plan = await planFlatten(sources);
-  const pack = tar.pack();
   const chunks: Buffer[] = [];
-  const collecting = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(c);
-  })();
-  await writeFlattened(plan, sources, pack);
-  await collecting;
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      callback();
+    },
+  });
+  await writeFlattened(plan, sources, out);
   return listTar(Buffer.concat(chunks));
 }
 
@@ -417,5 +455,69 @@ describe("flattening: hostile layers", () => {
     layer.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
     const err = await rejection(planFlatten([bufferLayerSource("layer 0", layer)]));
     expect(err.message).toMatch(/unsupported tar type 'S'/);
+  });
+});
+
+describe("flattening: core's checks on every entry, read either way", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "sif-flatten-"));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  let n = 0;
+  /** The layers of a docker-archive file holding `layers`, read by offset (the converter's way). */
+  async function archiveLayers(layers: Buffer[]): Promise<LayerSource[]> {
+    const path = join(dir, `image-${n++}.tar`);
+    await writeFile(path, await dockerArchiveOf({ layers }));
+    const archive = await readImageArchive(path);
+    return archive.layers.map((l) => archiveLayerSource(path, l));
+  }
+
+  it("the layers of an uncompressed archive are read synchronously", async () => {
+    const [layer] = await archiveLayers([await tarOf([{ name: "a", content: "a" }])]);
+    expect(layer?.readHeadersSync).toBeTypeOf("function");
+  });
+
+  describe("refuses every hostile case checkImageLayers refuses, with its message and entry", async () => {
+    const cases = await hostileLayerCases();
+    it.each(cases.map((c) => [c.name, c] as const))("%s", async (_, c) => {
+      const layers = await archiveLayers(c.layers);
+      const err = await rejection(planFlatten(layers));
+      expect(err.message).toMatch(c.message);
+      expect(err.entry).toBe(c.entry);
+      // The same archive, through the check every backend runs first: the same refusal.
+      const path = join(dir, `image-${n - 1}.tar`);
+      const checked = await rejection(checkImageLayers(path, await readImageArchive(path)));
+      expect(checked.message).toMatch(c.message);
+      expect(checked.entry).toBe(c.entry);
+    });
+  });
+
+  it("maxEntries counts the entries of all layers, naming the limit and the layer", async () => {
+    const many = (prefix: string) =>
+      tarOf(Array.from({ length: 30 }, (_, i) => ({ name: `${prefix}${i}`, content: "x" })));
+    const layers = await archiveLayers([await many("a"), await many("b")]);
+    await planFlatten(layers, { limits: { maxEntries: 60 } });
+    const err = await rejection(planFlatten(layers, { limits: { maxEntries: 50 } }));
+    expect(err.limit).toBe("maxEntries");
+    expect(err.message).toMatch(/more than 50 entries/);
+    expect(err.member).toMatch(/\/layer\.tar$|^[0-9a-f]{64}/);
+  });
+
+  it("maxLayerBytes counts the uncompressed bytes of all layers, in memory or in the archive", async () => {
+    const half = await tarOf([{ name: "a", content: Buffer.alloc(600 * 1024) }]);
+    const other = await tarOf([{ name: "b", content: Buffer.alloc(600 * 1024) }]);
+    const limits = { maxLayerBytes: 1024 * 1024 };
+    await planFlatten(await archiveLayers([half]), { limits });
+    let err = await rejection(planFlatten(await archiveLayers([half, other]), { limits }));
+    expect(err.limit).toBe("maxLayerBytes");
+    expect(err.message).toMatch(/more than 1 MiB once uncompressed/);
+    err = await rejection(
+      planFlatten([bufferLayerSource("layer 0", half), bufferLayerSource("layer 1", other)], { limits }),
+    );
+    expect(err.limit).toBe("maxLayerBytes");
+    // Layers are planned top down: the bottom one is where the budget runs out.
+    expect(err.member).toBe("layer 0");
   });
 });

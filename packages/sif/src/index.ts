@@ -7,8 +7,12 @@ export {
   planFlatten,
 } from "./flatten-layers.js";
 export { checkableByOffset, checkLayerDigests, type DigestCheck } from "./layer-digests.js";
-export { archiveLayerSource, bufferLayerSource, type LayerSource } from "./layer-source.js";
-export { type OpenedLayer, openLayer } from "./open-layer.js";
+export {
+  archiveLayerSource,
+  bufferLayerSource,
+  type LayerSource,
+  type RandomAccess,
+} from "./layer-source.js";
 export { type ImageFiles, type ReadImageFilesOptions, readImageFiles } from "./read-image-files.js";
 export {
   alignUp,
@@ -64,10 +68,5 @@ export {
   type SquashfsCompression,
   sqfstarArgs,
 } from "./sqfstar.js";
-export {
-  OutputClosedError,
-  type PackHeader,
-  packHeader,
-  type WriteFlattenedOptions,
-  writeFlattened,
-} from "./write-flattened.js";
+export { encodeTar, OutputClosedError, TarWriter, type TarWriterOptions } from "./tar-writer.js";
+export { type WriteFlattenedOptions, writeFlattened } from "./write-flattened.js";

@@ -22,7 +22,9 @@ export function checkableByOffset(layer: ArchiveLayer): boolean {
 }
 
 // A CommonJS script run with `eval`, so it works the same from the built package and from the
-// TypeScript sources under test.
+// TypeScript sources under test. It runs with no execArgv of its own: a worker inherits the host
+// process's by default, and with `--input-type=module` among them an eval'd script is an ES module,
+// where `require` is not defined.
 const WORKER = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { openSync, readSync, closeSync } = require("node:fs");
@@ -57,6 +59,7 @@ export function checkLayerDigests(
   if (todo.length === 0) return { done: Promise.resolve(), cancel: () => {} };
   const worker = new Worker(WORKER, {
     eval: true,
+    execArgv: [],
     workerData: {
       path: archivePath,
       layers: todo.map((l) => ({

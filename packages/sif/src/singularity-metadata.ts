@@ -1,8 +1,7 @@
 import { basename } from "node:path";
 import { type ImageArchive, shellQuote } from "@contexec/core";
-import * as tar from "tar-stream";
 import type { FlatEntry } from "./flatten-layers.js";
-import { packHeader } from "./write-flattened.js";
+import { encodeTar } from "./tar-writer.js";
 
 /**
  * What Apptainer expects inside an image it runs natively, generated from the image config the
@@ -127,8 +126,8 @@ export async function singularityMetadata(
     type: "container",
   };
   return {
-    top: await tarOf(topEntries),
-    bottom: await tarOf(bottomEntries),
+    top: tarOf(topEntries),
+    bottom: tarOf(bottomEntries),
     deffile,
     ociConfig: Buffer.from(JSON.stringify(ociConfigOf(archive.configJson))),
     inspectMetadata: Buffer.from(JSON.stringify(inspectMetadata)),
@@ -137,22 +136,12 @@ export async function singularityMetadata(
 }
 
 /** A small tar of the given entries, held in memory. */
-async function tarOf(entries: [FlatEntry, string?][]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
-  })();
-  for (const [e, text] of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (e.kind === "file") pack.entry(packHeader(e), text ?? "", cb);
-      else (pack.entry(packHeader(e), cb) as unknown as { end(): void }).end();
-    });
-  }
-  pack.finalize();
-  await collected;
-  return Buffer.concat(chunks);
+function tarOf(entries: [FlatEntry, string?][]): Buffer {
+  return encodeTar(
+    entries.map(([entry, text]) =>
+      entry.kind === "file" ? { entry, data: Buffer.from(text ?? "") } : { entry },
+    ),
+  );
 }
 
 /**

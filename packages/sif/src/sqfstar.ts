@@ -1,8 +1,7 @@
 import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
 import type { Writable } from "node:stream";
-import { RuntimeError, RuntimeUnavailableError } from "@contexec/core";
-import { findExecutable } from "./find-executable.js";
+import { dieWithParent, findExecutable, RuntimeError, RuntimeUnavailableError } from "@contexec/core";
 
 /**
  * `sqfstar` (squashfs-tools >= 4.5) turns a tar on its stdin into a squashfs image, with no
@@ -85,8 +84,10 @@ export interface SqfstarProcess {
 const STDERR_LIMIT = 64 * 1024;
 
 export function startSqfstar(binary: string, outPath: string, options: SqfstarOptions = {}): SqfstarProcess {
-  const args = sqfstarArgs(outPath, options);
-  const child = spawn(binary, args, { stdio: ["pipe", "ignore", "pipe"] });
+  // If this process dies (even by SIGKILL), sqfstar dies with it rather than finish a SIF nobody
+  // will use (setpriv's parent-death signal, where util-linux has it).
+  const [command, ...args] = dieWithParent([binary, ...sqfstarArgs(outPath, options)]);
+  const child = spawn(command as string, args, { stdio: ["pipe", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d: string) => {
     if (stderr.length < STDERR_LIMIT) stderr += d;

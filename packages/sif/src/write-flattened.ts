@@ -1,26 +1,16 @@
-import { createHash } from "node:crypto";
-import { setTimeout as delay } from "node:timers/promises";
-import { AbortedError, ImageArchiveError } from "@contexec/core";
-import * as tar from "tar-stream";
-import {
-  type DataCopy,
-  type EntryKind,
-  entryPath,
-  type FlatEntry,
-  type FlattenPlan,
-  OPERATION,
-} from "./flatten-layers.js";
+import { createHash, type Hash } from "node:crypto";
+import type { Writable } from "node:stream";
+import { AbortedError, entryPath, ImageArchiveError, readTarHeaders, streamByteSource } from "@contexec/core";
+import { type DataCopy, type FlattenPlan, OPERATION } from "./flatten-layers.js";
 import type { LayerSource } from "./layer-source.js";
+import { OutputClosedError, TarWriter } from "./tar-writer.js";
 
 /*
- * Pass 2 of the flattening (see flatten-layers.ts): writes the plan as one tar through
- * tar-stream's pack. Folders first (sorted, so parents come before children), then symlinks,
- * fifos and empty files, all from memory; then each layer that holds file data, once, copying
- * only its winning files; hard links last, so their targets always precede them.
+ * Pass 2 of the flattening (see flatten-layers.ts): writes the plan as one tar. Folders first
+ * (sorted, so parents come before children), then symlinks, fifos and empty files, all from
+ * memory; then each layer that holds file data, once, copying only its winning files' bytes by
+ * the data offsets the plan noted; hard links last, so their targets always precede them.
  */
-
-/** What tar-stream's pack takes for one entry. */
-export type PackHeader = Partial<tar.Header> & { name: string };
 
 export interface WriteFlattenedOptions {
   signal?: AbortSignal | undefined;
@@ -31,19 +21,23 @@ export interface WriteFlattenedOptions {
 }
 
 /**
- * Pass 2: writes the plan into `pack` and finalizes it. Layers holding no data to copy are not
- * read again. Rejects on a stream error, a digest mismatch, abort, or a layer that no longer
- * matches its plan; the caller destroys `pack` then.
+ * Pass 2: writes the plan as a tar into `out` and ends it. Layers holding no data to copy are not
+ * read again. Rejects on a read error, a digest mismatch, abort, a layer that no longer matches
+ * its plan, or `out` failing ({@link OutputClosedError}); the caller disposes of `out` then.
  */
 export async function writeFlattened(
   plan: FlattenPlan,
   layers: readonly LayerSource[],
-  pack: tar.Pack,
+  out: Writable,
   options: WriteFlattenedOptions = {},
 ): Promise<void> {
   const { signal, onBytes } = options;
   const verify = options.verifyDigests ?? true;
-  for (const entry of plan.memoryEntries) await packEntry(pack, entry);
+  const writer = new TarWriter(out);
+  for (const entry of plan.memoryEntries) {
+    throwIfStopped(signal);
+    await writer.entry(entry);
+  }
   for (let index = 0; index < layers.length; index++) {
     const layer = layers[index] as LayerSource;
     const copies = plan.dataCopies.get(index);
@@ -52,28 +46,83 @@ export async function writeFlattened(
       onBytes?.(layer.storedSize);
       continue;
     }
-    if (layer.openRandomAccess) await copyByOffset(layer, copies ?? new Map(), pack, digest, signal, onBytes);
-    else await copyLayer(layer, copies ?? new Map(), pack, digest, signal, onBytes);
+    const sorted = [...(copies?.values() ?? [])].sort((a, b) => a.dataOffset - b.dataOffset);
+    const copier = new RangeCopier(layer.name, sorted, writer);
+    if (layer.openRandomAccess) await copyByOffset(layer, copier, digest, signal, onBytes);
+    else await copyStreamed(layer, copies ?? new Map(), copier, digest, signal, onBytes);
   }
-  for (const link of plan.hardLinks) await packEntry(pack, link);
-  pack.finalize();
+  for (const link of plan.hardLinks) {
+    throwIfStopped(signal);
+    await writer.entry(link);
+  }
+  await writer.finish();
 }
 
-// Reads of an uncompressed layer: large, with the next one already in flight.
+function throwIfStopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+}
+
+/**
+ * Turns the bytes of one layer, met in order of position (with gaps where nothing is needed),
+ * into the output entries of the files the plan copies from it: a header where a file's data
+ * starts, then its bytes.
+ */
+class RangeCopier {
+  readonly #what: string;
+  readonly #sorted: readonly DataCopy[];
+  readonly #writer: TarWriter;
+  #index = 0;
+  #inside = false;
+
+  constructor(what: string, sorted: readonly DataCopy[], writer: TarWriter) {
+    this.#what = what;
+    this.#sorted = sorted;
+    this.#writer = writer;
+  }
+
+  /** The copies, in order of their data. */
+  get copies(): readonly DataCopy[] {
+    return this.#sorted;
+  }
+
+  get left(): number {
+    return this.#sorted.length - this.#index;
+  }
+
+  /** The layer's bytes `chunk`, starting at `from`. */
+  async feed(chunk: Buffer, from: number): Promise<void> {
+    const to = from + chunk.length;
+    while (this.#index < this.#sorted.length) {
+      const copy = this.#sorted[this.#index] as DataCopy;
+      const start = copy.dataOffset;
+      const end = start + copy.size;
+      if (start >= to) return;
+      if (!this.#inside) {
+        if (start < from)
+          throw new ImageArchiveError(`${this.#what}: data of /${copy.sourcePath} was skipped`);
+        await this.#writer.entry(copy.out);
+        this.#inside = true;
+      }
+      await this.#writer.data(chunk.subarray(Math.max(start, from) - from, Math.min(end, to) - from));
+      if (end > to) return;
+      this.#inside = false;
+      this.#index++;
+    }
+  }
+}
+
+// Reads of an uncompressed layer: large, into two reused buffers, the next read in flight.
 const SEGMENT = 2 * 1024 * 1024;
 // Without a digest to check, gaps up to this size are read through rather than seeked over.
 const GAP = 256 * 1024;
 
 /**
- * Copies the winning files of an uncompressed layer by the data offsets the plan noted. With a
- * digest to check, the whole layer is read in order (and hashed); otherwise only the byte ranges
- * the copies need. Either way in large reads, the next one started before the current one is
- * written out.
+ * Copies the winning files of a layer read by offset. With a digest to check, the whole layer is
+ * read in order (and hashed); otherwise only the byte ranges the copies need.
  */
 async function copyByOffset(
   layer: LayerSource,
-  copies: Map<number, DataCopy>,
-  pack: tar.Pack,
+  copier: RangeCopier,
   digest: string | undefined,
   signal: AbortSignal | undefined,
   onBytes: ((n: number) => void) | undefined,
@@ -81,75 +130,35 @@ async function copyByOffset(
   const access = await (layer.openRandomAccess as NonNullable<LayerSource["openRandomAccess"]>)();
   const hash = digest ? createHash("sha256") : undefined;
   try {
-    const sorted = [...copies.values()].sort((a, b) => a.dataOffset - b.dataOffset);
-    const segments = digest ? wholeRange(access.start, access.end) : neededRanges(sorted);
-    let index = 0;
-    let sink: EntrySink | null = null;
-    let entryDone: Promise<void> = Promise.resolve();
-    const readSegment = (segment: [number, number] | undefined) => {
+    const segments = digest ? wholeRange(access.start, access.end) : neededRanges(copier.copies);
+    const buffers = [Buffer.allocUnsafe(SEGMENT), Buffer.allocUnsafe(SEGMENT)];
+    const readSegment = (s: number) => {
+      const segment = segments[s];
       if (!segment) return null;
-      const reading = access.read(segment[0], segment[1] - segment[0]);
+      const reading = access.read(segment[0], segment[1] - segment[0], buffers[s % 2]);
       reading.catch(() => {}); // awaited below; an abort may leave it behind
       return reading;
     };
-    let next = readSegment(segments[0]);
+    let next = readSegment(0);
     for (let s = 0; s < segments.length; s++) {
-      if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+      throwIfStopped(signal);
       const [from, to] = segments[s] as [number, number];
       const buf = await (next as Promise<Buffer>);
-      next = readSegment(segments[s + 1]);
-      while (index < sorted.length) {
-        const copy = sorted[index] as DataCopy;
-        const start = copy.dataOffset;
-        const end = start + copy.size;
-        if (start >= to) break;
-        if (!sink) {
-          if (start < from)
-            throw new ImageArchiveError(`${layer.name}: data of /${copy.sourcePath} was skipped`);
-          let settle: (err?: Error | null) => void = () => {};
-          entryDone = new Promise<void>((resolve, reject) => {
-            settle = (err) => (err ? reject(new OutputClosedError(err)) : resolve());
-          });
-          entryDone.catch(() => {}); // awaited below
-          sink = pack.entry(packHeader(copy.out), (err) => settle(err)) as unknown as EntrySink;
-        }
-        const piece = buf.subarray(Math.max(start, from) - from, Math.min(end, to) - from);
-        if (!sink.write(piece)) await waitForDrain(sink, entryDone);
-        if (end > to) break;
-        sink.end();
-        await entryDone;
-        sink = null;
-        index++;
-      }
+      // The other buffer is free: this loop is done with the segment before last.
+      next = readSegment(s + 1);
+      await copier.feed(buf, from);
       // Hashed after the pieces are handed on, so sqfstar works on them meanwhile.
       hash?.update(buf);
       onBytes?.(to - from);
     }
-    if (index < sorted.length) {
+    if (copier.left > 0) {
       throw new ImageArchiveError(`${layer.name} ended before all of its planned entries were read`);
     }
-    if (digest && hash) {
-      const actual = `sha256:${hash.digest("hex")}`;
-      if (actual !== digest) {
-        throw new ImageArchiveError(
-          `${layer.name} does not match its diff_id ${digest} (content is ${actual})`,
-          {
-            entry: layer.name.replace(/^layer /, ""),
-          },
-        );
-      }
-    }
-    if (!digest) onBytes?.(layer.storedSize - segments.reduce((n, [a, b]) => n + (b - a), 0));
+    if (hash) checkDigest(layer, digest as string, hash);
+    else onBytes?.(layer.storedSize - segments.reduce((n, [a, b]) => n + (b - a), 0));
   } finally {
     await access.close();
   }
-}
-
-/** What tar-stream's pack.entry returns, as used here. */
-interface EntrySink {
-  write(chunk: Buffer): boolean;
-  end(): void;
-  once(event: "drain", listener: () => void): unknown;
 }
 
 function wholeRange(start: number, end: number): [number, number][] {
@@ -170,142 +179,93 @@ function neededRanges(sorted: readonly DataCopy[]): [number, number][] {
   return merged.flatMap(([a, b]) => wholeRange(a, b));
 }
 
-/** Waits for a tar-stream entry sink to drain, or for its entry to fail. */
-function waitForDrain(sink: EntrySink, done: Promise<void>): Promise<void> {
-  return Promise.race([new Promise<void>((resolve) => sink.once("drain", () => resolve())), done]);
-}
-
-async function copyLayer(
+/**
+ * Copies the winning files of a layer that can only be streamed (a compressed one): its tar is
+ * read again, the copies taken by offset as the bytes pass, and every copied entry's name and
+ * size checked against the plan (a layer that reads differently twice is refused).
+ */
+async function copyStreamed(
   layer: LayerSource,
   copies: Map<number, DataCopy>,
-  pack: tar.Pack,
+  copier: RangeCopier,
   digest: string | undefined,
   signal: AbortSignal | undefined,
   onBytes: ((n: number) => void) | undefined,
 ): Promise<void> {
   const opened = layer.open(onBytes);
   const hash = digest ? createHash("sha256") : undefined;
-  // Old v7 tars (no ustar magic) are still tars.
-  const extract = tar.extract({ allowUnknownFormat: true } as Parameters<typeof tar.extract>[0]);
-  const onAbort = () => {
-    opened.destroy();
-    extract.destroy(new AbortedError(OPERATION, { cause: signal?.reason }));
-  };
-  signal?.addEventListener("abort", onAbort, { once: true });
+  // What failed under the tar reader, which would report any failure as a truncated tar.
+  const failure: { error?: unknown } = {};
+  const bytes = tapped(opened.stream, copier, hash, signal, failure);
   try {
-    if (hash) opened.stream.on("data", (chunk: Buffer) => hash.update(chunk));
-    opened.stream.on("error", (err) => extract.destroy(err));
-    opened.stream.pipe(extract as unknown as NodeJS.WritableStream);
-    let ordinal = 0;
     let left = copies.size;
-    for await (const entry of extract) {
-      if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
-      const copy = copies.get(ordinal++);
-      if (!copy) {
-        entry.resume();
-        continue;
-      }
-      const got = entryPath(entry.header.name, layer.name);
-      if (got !== copy.sourcePath || entry.header.size !== copy.size) {
+    // The reader skips an entry's data before it yields the entry: by then its bytes were copied.
+    for await (const header of readTarHeaders(streamByteSource(bytes), { what: layer.name })) {
+      const copy = copies.get(header.ordinal);
+      if (!copy) continue;
+      const got = entryPath(header.name, layer.name);
+      if (got !== copy.sourcePath || header.size !== copy.size) {
         throw new ImageArchiveError(
-          `${layer.name} changed while it was converted, or its tar cannot be read consistently: expected /${copy.sourcePath} (${copy.size} bytes) at entry ${ordinal - 1}, found /${got} (${entry.header.size} bytes)`,
+          `${layer.name} changed while it was converted, or its tar cannot be read consistently: expected /${copy.sourcePath} (${copy.size} bytes) at entry ${header.ordinal}, found /${got} (${header.size} bytes)`,
         );
       }
-      await new Promise<void>((resolve, reject) => {
-        const sink = pack.entry(packHeader(copy.out), (err) =>
-          err ? reject(new OutputClosedError(err)) : resolve(),
-        );
-        entry.on("error", reject);
-        entry.pipe(sink);
-      });
       left--;
       // Nothing more to copy or hash: the rest of the layer is not read (a decompressing child
       // is killed below rather than waited for).
       if (left === 0 && !hash) break;
     }
-    if (left > 0) {
+    if (left > 0 || copier.left > 0) {
       throw new ImageArchiveError(`${layer.name} ended before all of its planned entries were read`);
     }
     if (hash) {
       // The digest covers the whole tar, end-of-archive padding included.
-      if (!opened.stream.readableEnded)
-        await new Promise<void>((resolve, reject) => {
-          opened.stream.on("end", resolve);
-          opened.stream.on("error", reject);
-          opened.stream.resume();
-        });
+      while (!(await bytes.next()).done) {}
       await opened.finished;
-      const actual = `sha256:${hash.digest("hex")}`;
-      if (actual !== digest) {
-        throw new ImageArchiveError(
-          `${layer.name} does not match its diff_id ${digest} (content is ${actual})`,
-          {
-            entry: layer.name.replace(/^layer /, ""),
-          },
-        );
-      }
+      checkDigest(layer, digest as string, hash);
     }
-  } catch (err) {
+  } catch (caught) {
     if (signal?.aborted) throw new AbortedError(OPERATION, { cause: signal.reason });
+    const err = failure.error ?? caught;
     if (err instanceof ImageArchiveError || err instanceof AbortedError || err instanceof OutputClosedError)
       throw err;
     const e = err as Error;
     throw new ImageArchiveError(`${layer.name} cannot be read: ${e.message}`, { cause: err });
   } finally {
-    signal?.removeEventListener("abort", onAbort);
     opened.destroy();
-    extract.destroy();
   }
 }
 
-/** The output tar was closed under the writer: a consequence (sqfstar stopped), not a cause. */
-export class OutputClosedError extends Error {
-  constructor(cause: unknown) {
-    super(`the output tar was closed: ${(cause as Error)?.message ?? cause}`, { cause });
+/**
+ * The stream's chunks, each fed to the copier (and the hash) before it is passed on. A failure
+ * here (the stream's, the output's) is kept in `failure` as well as thrown.
+ */
+async function* tapped(
+  stream: AsyncIterable<Buffer>,
+  copier: RangeCopier,
+  hash: Hash | undefined,
+  signal: AbortSignal | undefined,
+  failure: { error?: unknown },
+): AsyncGenerator<Buffer> {
+  let position = 0;
+  try {
+    for await (const chunk of stream) {
+      throwIfStopped(signal);
+      await copier.feed(chunk, position);
+      position += chunk.length;
+      hash?.update(chunk);
+      yield chunk;
+    }
+  } catch (err) {
+    failure.error ??= err;
+    throw err;
   }
 }
 
-// Entries without data are queued by tar-stream without backpressure; past this many buffered
-// bytes the writer waits for the consumer (sqfstar) to catch up.
-const PACK_BUFFER_LIMIT = 4 * 1024 * 1024;
-
-async function packEntry(pack: tar.Pack, entry: FlatEntry): Promise<void> {
-  const state = (pack as unknown as { _readableState?: { buffered?: number } })._readableState;
-  while ((state?.buffered ?? 0) > PACK_BUFFER_LIMIT && !pack.destroyed) await delay(2);
-  await new Promise<void>((resolve, reject) => {
-    const sink = pack.entry(packHeader(entry), (err) =>
-      err ? reject(new OutputClosedError(err)) : resolve(),
-    );
-    (sink as unknown as { end(): void }).end();
-  });
-}
-
-const TYPE_BITS: Record<EntryKind, number> = {
-  file: 0o100000,
-  link: 0o100000,
-  symlink: 0o120000,
-  directory: 0o040000,
-  fifo: 0o010000,
-};
-const USTAR_ID_MAX = 0o777777;
-const TAR_TIME_MAX = 2 ** 31 - 1;
-
-/** The tar-stream header of an output entry. */
-export function packHeader(e: FlatEntry): PackHeader {
-  const header: PackHeader = {
-    name: e.path,
-    type: e.kind,
-    // tar-stream turns a zero mode into 0644/0755: the file-type bits keep a real 0000 intact.
-    mode: (e.mode & 0o7777) | TYPE_BITS[e.kind],
-    uid: e.uid,
-    gid: e.gid,
-    mtime: new Date(Math.min(Math.max(e.mtime, 0), TAR_TIME_MAX) * 1000),
-    size: e.kind === "file" ? e.size : 0,
-  };
-  if (e.kind === "symlink" || e.kind === "link") header.linkname = e.linkname;
-  // ustar holds ids up to 0o777777; larger ones (user-namespace builds) go in pax records.
-  if (e.uid > USTAR_ID_MAX || e.gid > USTAR_ID_MAX) {
-    (header as PackHeader & { pax: Record<string, string> }).pax = { uid: String(e.uid), gid: String(e.gid) };
+function checkDigest(layer: LayerSource, digest: string, hash: Hash): void {
+  const actual = `sha256:${hash.digest("hex")}`;
+  if (actual !== digest) {
+    throw new ImageArchiveError(`${layer.name} does not match its diff_id ${digest} (content is ${actual})`, {
+      entry: layer.name.replace(/^layer /, ""),
+    });
   }
-  return header;
 }

@@ -1,15 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
-  AbortedError,
+  archiveFile,
+  type BackendConfig,
   type ContainerExecutor,
   type ContainerSpec,
-  type ExecutorConfig,
+  checkImageLayers,
+  defaultStateDir,
   hostFacts,
   type ImageArchive,
   type ImageId,
@@ -18,6 +18,8 @@ import {
   InvalidSpecError,
   type LoadOptions,
   launchService,
+  OwnerFolder,
+  openSideChannels,
   type PlanOptions,
   type RunPlan,
   RuntimeError,
@@ -30,18 +32,29 @@ import {
   runPlanSteps,
   type ServiceOptions,
   type ServiceSummary,
+  SIDE_CHANNELS_NOTE,
+  type SweepReport,
   serviceName,
   stopSignalOf,
   throwIfAborted,
+  UnsupportedError,
   validateSpec,
+  withoutSideChannels,
 } from "@contexec/core";
 import { readImageFiles } from "@contexec/sif";
-import { execa } from "execa";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
 import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
 import { pathInSif, readFileInSif } from "./image/sif-paths.js";
+import {
+  type ContainerRecord,
+  type ExecutorDetails,
+  OWNER_KIND,
+  ResourceLedger,
+  type ServiceRecord,
+} from "./owner/leftover-records.js";
+import { sweepLeftovers } from "./owner/sweep-leftovers.js";
 import {
   type ApptainerImageFacts,
   type ApptainerPlan,
@@ -52,10 +65,14 @@ import {
 import { type ApptainerCommand, apptainerSpecChecks } from "./plan/render-apptainer-command.js";
 import { runtimeProcessEnv } from "./plan/runtime-env.js";
 import { findBinary, findOnPath } from "./probe/find-binary.js";
-import { probeRuntime, type RuntimeProbe } from "./probe/probe.js";
+import type { RuntimeProbe } from "./probe/interpret-probe.js";
+import { probeRuntime } from "./probe/probe.js";
+import { defaultProbeCacheDir, ProbeCache, probeKey } from "./probe/probe-cache.js";
 import { parseRuntimeVersion, type RuntimeVersion } from "./probe/runtime-version.js";
+import { runTool } from "./process/run-tool.js";
 import { ApptainerContainer } from "./run/apptainer-container.js";
 import { ApptainerService } from "./run/apptainer-service.js";
+import { FifoPool } from "./run/fifo-stdio.js";
 
 export const CONVERTER_NAMES = ["native", "apptainer-build"] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];
@@ -84,8 +101,20 @@ export interface ApptainerExecutorOptions {
    * one: less privilege (no real root, no user switching, no own cgroups), squashfuse for SIFs.
    */
   userns?: boolean;
+  /**
+   * Where the executor keeps its owner record and the records of what it holds, so that a later
+   * executor can clean up after this process if it dies. Default: $CONTEXEC_STATE_DIR, else
+   * $XDG_RUNTIME_DIR/contexec, else $XDG_STATE_HOME/contexec, else ~/.local/state/contexec.
+   */
+  stateDir?: string;
   /** Where CONTEXEC_* and PATH are read from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Where probe findings are kept across processes (per user), so a fresh process starts no
+   * probe containers: a folder, or false for none. Default $XDG_CACHE_HOME/contexec/probe, else
+   * ~/.cache/contexec/probe.
+   */
+  probeCache?: string | false;
 }
 
 /**
@@ -108,6 +137,10 @@ export class ApptainerExecutor implements ContainerExecutor {
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
   #unhookTmp: (() => void) | undefined;
+  /** FIFOs for containers' standard streams, made ahead in the scratch folder. */
+  readonly #fifos = new FifoPool(() => this.#tmp());
+  /** This executor's owner folder (undefined where it could not be made: then nothing is recorded). */
+  #ownerFolder: OwnerFolder | undefined;
 
   constructor(options: ApptainerExecutorOptions = {}) {
     this.#options = options;
@@ -125,24 +158,66 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#binary;
   }
 
-  /** The probe's findings, measured once per executor (concurrent calls share one probe). */
-  probe(): Promise<RuntimeProbe> {
+  /**
+   * The probe's findings: measured once per executor (concurrent calls share one probe), and
+   * kept on disk for other processes under a key of what they depend on (the binary, its
+   * config, the kernel, the user, this process's cgroups), so a fresh process pays a few stat
+   * calls instead of the probe's container starts. `refresh` measures again.
+   */
+  probe(options: { refresh?: boolean } = {}): Promise<RuntimeProbe> {
+    if (options.refresh) this.#probe = undefined;
     this.#probe ??= (async () => {
       const binary = await this.binary();
+      // First use, even with the findings cached: sweep what dead executors left, make our folder.
+      await this.#tmp();
+      const cache = this.#probeCache();
+      const key = cache
+        ? await probeKey(binary, { env: this.#env, userns: this.#options.userns === true }).catch(
+            () => undefined,
+          )
+        : undefined;
+      if (cache && key && !options.refresh) {
+        const hit = await cache.get(key);
+        if (hit) return hit;
+      }
       const work = await mkdtemp(join(await this.#tmp(), "probe-"));
-      return probeRuntime({
+      const probe = await probeRuntime({
         binary,
         workDir: work,
         env: this.#env,
         ...(this.#options.probeTimeoutMs !== undefined && { timeoutMs: this.#options.probeTimeoutMs }),
         ...(this.#options.userns !== undefined && { userns: this.#options.userns }),
       });
+      await rm(work, { recursive: true, force: true });
+      if (cache && key) await cache.set(key, probe);
+      return probe;
     })();
     // A failed probe (runtime missing) is retried by the next call.
     this.#probe.catch(() => {
       this.#probe = undefined;
     });
     return this.#probe;
+  }
+
+  #probeCache(): ProbeCache | undefined {
+    const where = this.#options.probeCache;
+    if (where === false) return undefined;
+    return new ProbeCache(where ?? defaultProbeCacheDir(this.#env));
+  }
+
+  /**
+   * Forgets the probe's findings, here and on disk: the next run probes again. Called when the
+   * runtime itself failed a run, which may mean the machine changed under a cached probe.
+   */
+  async forgetProbe(): Promise<void> {
+    this.#probe = undefined;
+    const cache = this.#probeCache();
+    if (!cache) return;
+    const key = await probeKey(await this.binary(), {
+      env: this.#env,
+      userns: this.#options.userns === true,
+    }).catch(() => undefined);
+    if (key) await cache.delete(key);
   }
 
   async info(): Promise<RuntimeInfo> {
@@ -186,45 +261,23 @@ export class ApptainerExecutor implements ContainerExecutor {
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();
-    let path: string;
-    let spool: string | undefined;
-    if (typeof archive === "string") {
-      path = archive;
-    } else {
-      // Apptainer reads archives from files: a stream is written to a private file first.
-      spool = join(tmp, `spool-${randomBytes(8).toString("hex")}.tar`);
-      path = spool;
-      let bytesRead = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          bytesRead += chunk.length;
-          options.onProgress?.({ bytesRead });
-          cb(null, chunk);
-        },
-      });
-      try {
-        await pipeline(archive, count, createWriteStream(spool, { mode: 0o600 }), {
-          ...(options.signal && { signal: options.signal }),
-        });
-      } catch (err) {
-        await rm(spool, { force: true });
-        if (options.signal?.aborted) throw new AbortedError("loading the image", { cause: err });
-        throw err;
-      }
-    }
+    // A stream, FIFO or device is copied to a private file first: Apptainer reads archives from files.
+    const file = await archiveFile(archive, { tmpDir: tmp, ...options });
     try {
-      const read = await readImageArchive(path, {
-        ...(options.signal && { signal: options.signal }),
-        ...(options.onProgress && spool === undefined && { onProgress: options.onProgress }),
+      const read = await readImageArchive(file.path, {
+        ...options,
+        ...(file.spooled && { onProgress: undefined }),
       });
+      // The same entry checks as every backend's, before converting (a cached image was checked then).
+      if (!(await this.hasImage(read.id))) await checkImageLayers(file.path, read, options);
       const converter = await this.#getConverter();
-      await this.cache.ensure(read, path, converter, {
+      await this.cache.ensure(read, file.path, converter, {
         tmpDir: tmp,
         ...(options.signal && { signal: options.signal }),
       });
       return read.id;
     } finally {
-      if (spool) await rm(spool, { force: true });
+      await file.remove();
     }
   }
 
@@ -256,13 +309,23 @@ export class ApptainerExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<ApptainerService> {
     this.#assertOpen();
+    if (spec.hostCommands || spec.supervision)
+      throw new UnsupportedError(
+        "side-channels",
+        "hostCommands and supervision are not offered for Apptainer services yet",
+      );
     const name = serviceName(spec.name, options);
-    const planned = await this.#plan({ ...spec, name }, {}, randomBytes(32).toString("hex"), name);
+    const id = randomBytes(32).toString("hex");
+    const planned = await this.#plan({ ...spec, name }, {}, id, name);
     const { plan, instance } = planned;
     if (!instance) throw new Error("unreachable: a service plan has instance commands");
     const facts = apptainerPlannerFacts(await this.info());
+    // Recorded before anything exists: a crash from here on leaves nothing a sweep cannot find.
+    const ledger = this.#ledger<ServiceRecord>(`service-${id.slice(0, 16)}`);
+    await ledger.write({ kind: "service", name, startCwd: plan.command.cwd, scratch: planned.scratch });
     await runPlanSteps(plan.before).catch(async (err) => {
       await runCleanupSteps(plan.after);
+      await ledger.forget();
       throw new RuntimeError(
         this.runtime,
         `cannot prepare the service's scratch folder: ${(err as Error).message}`,
@@ -282,10 +345,12 @@ export class ApptainerExecutor implements ContainerExecutor {
       runtime: this.runtime,
       network: spec.network,
       stopSignal: stopSignalOf(plan.process.stopSignal),
-      fifoDir: await this.#tmp(),
+      fifoDir: this.#fifos,
+      startCwd: plan.command.cwd,
+      ledger,
       onStopped: (s) => {
         this.#services.delete(s);
-        void runCleanupSteps(plan.after);
+        void runCleanupSteps(plan.after).then(() => ledger.forget());
       },
     });
     this.#services.add(service);
@@ -308,16 +373,30 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async create(spec: ContainerSpec): Promise<ApptainerContainer> {
     this.#assertOpen();
+    this.#fifos.warm();
     const id = randomBytes(32).toString("hex");
-    const { plan, command, cgroups } = await this.#plan(spec, {}, id);
-    if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
-      throw new InvalidSpecError([
-        {
-          path: "name",
-          message: `a container named "${plan.spec.name}" already exists in this executor; remove it first`,
-        },
-      ]);
+    const valid = await validateSpec(spec, { extraChecks: apptainerSpecChecks });
+    // The side channels' folders and mounts first: the plan is of the plain spec they give.
+    const sideChannels = await openSideChannels(valid, { scratchDir: await this.#tmp() });
+    let planned: ApptainerPlan;
+    try {
+      const entry = await this.image(valid.image);
+      planned = await this.#plan(sideChannels.applyTo(valid, entry.config), {}, id);
+      const name = planned.plan.spec.name;
+      if (name !== undefined && [...this.#containers].some((c) => c.name === name)) {
+        throw new InvalidSpecError([
+          {
+            path: "name",
+            message: `a container named "${name}" already exists in this executor; remove it first`,
+          },
+        ]);
+      }
+      this.#assertOpen();
+    } catch (err) {
+      await sideChannels.close();
+      throw err;
     }
+    const { plan, command, cgroups, scratch } = planned;
     this.#assertOpen();
     const profile = await this.info();
     const container = new ApptainerContainer({
@@ -329,11 +408,15 @@ export class ApptainerExecutor implements ContainerExecutor {
       stopSignal: stopSignalOf(plan.process.stopSignal),
       exec: profile.capabilities.exec,
       nsenter: apptainerPlannerFacts(profile).nsenter,
-      fifoDir: await this.#tmp(),
+      fifoDir: this.#fifos,
       cgroups,
+      scratch,
+      ledger: this.#ledger<ContainerRecord>(`container-${id.slice(0, 16)}`),
+      sideChannels,
       onRemoved: (c) => {
         this.#containers.delete(c);
       },
+      onRuntimeFailure: () => void this.forgetProbe().catch(() => {}),
     });
     this.#containers.add(container);
     return container;
@@ -355,6 +438,29 @@ export class ApptainerExecutor implements ContainerExecutor {
       if (dir) await rm(dir, { recursive: true, force: true });
       this.#unhookTmp?.();
     }
+    await this.#ownerFolder?.remove();
+  }
+
+  /**
+   * Removes what Apptainer executors of dead processes on this host left behind (instances,
+   * container processes, cgroups, scratch folders; see {@link sweepLeftovers}). Every executor
+   * does this once before it makes anything; this runs it again, now.
+   */
+  async sweepLeftovers(): Promise<SweepReport> {
+    return sweepLeftovers({
+      stateDir: this.#stateDir(),
+      binary: await this.binary().catch(() => undefined),
+      env: this.#env,
+      caches: [this.cache],
+    });
+  }
+
+  #stateDir(): string {
+    return this.#options.stateDir ?? defaultStateDir(this.#env);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async #plan(
@@ -364,10 +470,13 @@ export class ApptainerExecutor implements ContainerExecutor {
     instance?: string,
   ): Promise<ApptainerPlan> {
     throwIfAborted(options.signal, "planning the run");
-    const valid = await validateSpec(spec, {
+    const given = await validateSpec(spec, {
       extraChecks: apptainerSpecChecks,
       checkHostPaths: options.checkHostPaths !== false,
     });
+    // Side channels are served by the executor while the container runs: create() opens them and
+    // plans the plain spec they give; a plan of the spec itself leaves them out and says so.
+    const valid = withoutSideChannels(given);
     const profile = options.profile ?? (await this.info());
     const image = await this.#imageFacts(valid, profile, options);
     // Planned for this machine: the scratch folder lives in the executor's own (gone with it,
@@ -375,7 +484,7 @@ export class ApptainerExecutor implements ContainerExecutor {
     const scratchDir = options.profile
       ? join(this.#options.tmpDir ?? "/tmp", `contexec-${id.slice(0, 16)}`)
       : join(await this.#tmp(), `c-${id.slice(0, 16)}`);
-    return planApptainerRun({
+    const planned = planApptainerRun({
       spec: valid,
       runtime: this.runtime,
       profile,
@@ -385,6 +494,8 @@ export class ApptainerExecutor implements ContainerExecutor {
       runtimeEnv: runtimeProcessEnv(this.#env),
       ...(instance !== undefined && { instance }),
     });
+    if (given !== valid) planned.plan.notes.push(SIDE_CHANNELS_NOTE);
+    return planned;
   }
 
   /**
@@ -502,12 +613,9 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   #runtimeVersion(binary: string): Promise<RuntimeVersion> {
     this.#version ??= (async () => {
-      const r = await execa(binary, ["--version"], {
+      const r = await runTool([binary, "--version"], {
         env: runtimeProcessEnv(this.#env),
-        extendEnv: false,
-        reject: false,
-        timeout: 10_000,
-        stdin: "ignore",
+        timeoutMs: 10_000,
       });
       if (r.exitCode !== 0) {
         throw new RuntimeUnavailableError(
@@ -520,22 +628,41 @@ export class ApptainerExecutor implements ContainerExecutor {
     return this.#version;
   }
 
+  /**
+   * The executor's scratch folder, made on first use: after a sweep of what dead executors left
+   * behind, and with this executor's owner folder, which records it.
+   */
   #tmp(): Promise<string> {
     this.#tmpRoot ??= (async () => {
+      await this.sweepLeftovers().catch(() => undefined);
       const base = this.#options.tmpDir ?? tmpdir();
       await mkdir(base, { recursive: true });
       const dir = await mkdtemp(join(base, "contexec-apptainer-"));
-      // An executor never closed (its process exited first) leaves no scratch folder behind.
+      const details: ExecutorDetails = { runtime: this.runtime, tmpRoot: dir };
+      // Without an owner folder (a read-only home, say) everything still works; only a crash's
+      // leftovers wait for a person.
+      this.#ownerFolder = await OwnerFolder.create(this.#stateDir(), OWNER_KIND, { ...details }).catch(
+        () => undefined,
+      );
+      // An executor never closed (its process exited first) leaves no scratch folder behind; its
+      // owner folder stays while it held anything, for the next executor's sweep (cgroups of
+      // containers killed on the way out are still busy now).
       this.#unhookTmp = onExit(() => {
         try {
           rmSync(dir, { recursive: true, force: true });
         } catch {
           // nothing more can be done on the way out
         }
+        if (this.#containers.size === 0 && this.#services.size === 0) this.#ownerFolder?.removeSync();
       });
       return dir;
     })();
     return this.#tmpRoot;
+  }
+
+  /** The record keeper of one resource of this executor (its owner folder must exist: after #tmp()). */
+  #ledger<R extends ContainerRecord | ServiceRecord>(name: string): ResourceLedger<R> {
+    return new ResourceLedger<R>(this.#ownerFolder, name);
   }
 
   #assertOpen(): void {
@@ -559,10 +686,18 @@ const CONFIG_KEYS = new Set([
   "lockStaleMs",
   "probeTimeoutMs",
   "userns",
+  "probeCache",
+  "stateDir",
 ]);
 
 /** The hook `createExecutor({ runtime: "apptainer" | "singularity", ... })` calls. */
-export async function createBackend(config: ExecutorConfig): Promise<ApptainerExecutor> {
+export async function createBackend(config: BackendConfig): Promise<ApptainerExecutor> {
+  validateConfig(config);
+  return new ApptainerExecutor(config as ApptainerExecutorOptions);
+}
+
+/** Checks an apptainer/singularity executor config; throws InvalidConfigError listing every problem. */
+export function validateConfig(config: BackendConfig): void {
   const issues: string[] = [];
   for (const key of Object.keys(config)) {
     if (!CONFIG_KEYS.has(key)) issues.push(`unknown option "${key}" (known: ${[...CONFIG_KEYS].join(", ")})`);
@@ -570,7 +705,7 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   if (config.runtime !== "apptainer" && config.runtime !== "singularity") {
     issues.push(`runtime must be "apptainer" or "singularity", not "${String(config.runtime)}"`);
   }
-  for (const key of ["binary", "cacheDir", "tmpDir"] as const) {
+  for (const key of ["binary", "cacheDir", "tmpDir", "stateDir"] as const) {
     const v = config[key];
     if (v !== undefined && (typeof v !== "string" || v === ""))
       issues.push(`${key} must be a non-empty string`);
@@ -582,6 +717,13 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   }
   if (config.userns !== undefined && typeof config.userns !== "boolean")
     issues.push("userns must be a boolean");
+  const probeCache = config.probeCache;
+  if (
+    probeCache !== undefined &&
+    probeCache !== false &&
+    (typeof probeCache !== "string" || probeCache === "")
+  )
+    issues.push("probeCache must be a folder or false");
   const converter = config.converter;
   if (
     converter !== undefined &&
@@ -596,5 +738,4 @@ export async function createBackend(config: ExecutorConfig): Promise<ApptainerEx
   }
   if (issues.length > 0)
     throw new InvalidConfigError(`invalid ${String(config.runtime)} executor config: ${issues.join("; ")}`);
-  return new ApptainerExecutor(config as ApptainerExecutorOptions);
 }

@@ -5,6 +5,7 @@ export {
   type ConverterName,
   createApptainerExecutor,
   createBackend,
+  validateConfig,
 } from "./apptainer-executor.js";
 export { NativeSifConverter } from "./image/native-converter.js";
 export {
@@ -27,6 +28,14 @@ export {
   type SifConvertInput,
   type SifConvertOptions,
 } from "./image/sif-converter.js";
+export { type SweepOptions, sweepLeftovers } from "./owner/sweep-leftovers.js";
+export {
+  CONTAINER_ENV_SCRIPT_TARGET,
+  type ContainerEnvScriptInput,
+  READONLY_RUNTIME_VARIABLES,
+  RUNTIME_VARIABLES,
+  renderContainerEnvScript,
+} from "./plan/container-env-script.js";
 export {
   type ApptainerCommand,
   apptainerSpecChecks,
@@ -48,12 +57,17 @@ export {
   findOnPath,
 } from "./probe/find-binary.js";
 export {
+  chooseStartMode,
+  type ExecObservation,
   interfacesOf,
-  type ProbeOptions,
+  interpretProbe,
+  type OwnCgroupsObservation,
+  type ProbeObservations,
   parseLimits,
-  probeRuntime,
+  type RunRecord,
   type RuntimeProbe,
-} from "./probe/probe.js";
+} from "./probe/interpret-probe.js";
+export { observeRuntime, type ProbeOptions, probeRuntime } from "./probe/probe.js";
 export {
   configPrefixOf,
   envPrefixOf,

@@ -5,16 +5,18 @@ export function registerLayerCases(ctx: SuiteContext): void {
   const { test } = ctx;
   const sh = (script: string) => ctx.run({ image: ctx.images().layered, entrypoint: ["sh", "-c", script] });
 
+  // `ls -A`: hidden names (a leftover .wh. marker) count, "." and ".." do not; squashfuse
+  // 0.1.105, which mounts SIFs in Apptainer's user namespace mode, lists no "." and "..".
   test("a file and a folder deleted in an upper layer (whiteouts) are absent", async () => {
     const r = await sh(
-      "ls -a /data; test -e /data/gone.txt && echo BAD-file; test -e /data/gone-dir && echo BAD-dir; true",
+      "ls -A /data; test -e /data/gone.txt && echo BAD-file; test -e /data/gone-dir && echo BAD-dir; true",
     );
-    expect(r.out.split("\n").filter(Boolean).sort()).toEqual([".", "..", "keep", "replaced"]);
+    expect(r.out.split("\n").filter(Boolean).sort()).toEqual(["keep", "replaced"]);
   });
 
   test("a folder replaced in an upper layer (opaque) holds only the new content", async () => {
-    const r = await sh("ls -a /data/replaced; cat /data/replaced/new.txt");
-    expect(r.out).toBe(".\n..\nnew.txt\nnew\n");
+    const r = await sh("ls -A /data/replaced; cat /data/replaced/new.txt");
+    expect(r.out).toBe("new.txt\nnew\n");
   });
 
   test("a hard link to a lower layer's file shares its inode and content", async () => {

@@ -1,3 +1,4 @@
+import type { ContainerExecutor } from "@contexec/core";
 import { expect } from "vitest";
 import type { SuiteContext } from "../suite-context.js";
 
@@ -122,5 +123,21 @@ export function registerLifecycleCases(ctx: SuiteContext): void {
     expect(await running.state()).toBe("removed");
     expect(await created.state()).toBe("removed");
     if (ctx.options.leftovers) expect(await ctx.options.leftovers(ex)).toEqual([]);
+  });
+
+  test("an executor is AsyncDisposable: leaving an `await using` block closes it", async () => {
+    let running: Awaited<ReturnType<ContainerExecutor["create"]>> | undefined;
+    let held: ContainerExecutor | undefined;
+    {
+      await using ex = await ctx.options.createExecutor();
+      held = ex;
+      await ex.loadImage(ctx.options.fixtures.busybox);
+      running = await ex.create({ image: ctx.images().busybox, command: ["sleep", "1000"] });
+      running.stdout.resume();
+      running.stderr.resume();
+      await running.start();
+    }
+    expect(await running.state()).toBe("removed");
+    if (ctx.options.leftovers) expect(await ctx.options.leftovers(held)).toEqual([]);
   });
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
@@ -80,4 +80,38 @@ export function registerMountCases(ctx: SuiteContext): void {
     expect(r.exitCode).toBe(0);
     expect(r.out.trim().split("\n")).toEqual(["0", "x"]);
   });
+
+  // A container runs as the image's user (root, mostly), so what it writes into a bind is root's,
+  // and a caller who is not root (a docker group member) cannot delete it. spec.user with the
+  // caller's own uid:gid makes the files the caller's. As root the caller stands in for an
+  // ordinary user (4321:4321) that owns the folder, as a user owns its own.
+  test('files a container run as user "<uid>:<gid>" writes into a bind are that user\'s, and it can delete them', async () => {
+    const self = process.getuid?.() ?? 0;
+    const [uid, gid] = self === 0 ? [4321, 4321] : [self, process.getgid?.() ?? self];
+    const dir = await hostDir();
+    if (self === 0) await chown(dir, uid, gid);
+    const spec = {
+      image: ctx.images().busybox,
+      user: `${uid}:${gid}`,
+      mounts: [{ type: "bind" as const, source: dir, target: "/out" }],
+    };
+    const r = await ctx.run({
+      ...spec,
+      command: [
+        "sh",
+        "-c",
+        "mkdir -p /out/sub/deeper && echo x > /out/sub/deeper/f && echo y > /out/top && id -u && id -g",
+      ],
+    });
+    expect(r.exitCode, r.err).toBe(0);
+    expect(r.out).toBe(`${uid}\n${gid}\n`);
+    for (const p of ["top", "sub", "sub/deeper", "sub/deeper/f"]) {
+      const st = await stat(join(dir, p));
+      expect([st.uid, st.gid], p).toEqual([uid, gid]);
+    }
+    // Deleted by that user: by this process when it is the user, else by a container run as it.
+    if (self !== 0) await rm(join(dir, "sub"), { recursive: true }).then(() => rm(join(dir, "top")));
+    else expect((await ctx.run({ ...spec, command: ["rm", "-r", "/out/sub", "/out/top"] })).exitCode).toBe(0);
+    expect(await readdir(dir)).toEqual([]);
+  }, ["user"]);
 }

@@ -74,6 +74,40 @@ export function registerServiceCases(ctx: SuiteContext): void {
     await Promise.all([a?.stop({ graceMs: 1000 }), b?.stop({ graceMs: 1000 })]);
   }, ["exec"]);
 
+  test("a second service of a taken exact name is refused, and the first one keeps running and answering", async () => {
+    const www = await mkdtemp(join(tmpdir(), "contexec-www-"));
+    ctx.defer(() => rm(www, { recursive: true, force: true }));
+    await writeFile(join(www, "who.txt"), "the first\n");
+    const port = await freePort();
+    const name = `contexec-dup-${process.pid}-${Date.now().toString(36)}`;
+    const spec: ContainerSpec = {
+      image: ctx.images().busybox,
+      command: ["httpd", "-f", "-p", String(port), "-h", "/www"],
+      mounts: [{ type: "bind", source: www, target: "/www" }],
+      name,
+      ...publish(port),
+    };
+    const first = await startService(spec, {
+      exactName: true,
+      ready: { http: port, path: "/who.txt" },
+      readyOptions: { timeoutMs: 30_000 },
+    });
+    const { host, port: hostPort } = await first.endpoint(port);
+    const err = await ctx.startService(spec, { exactName: true }).then(
+      (s: Service) => s.stop().then(() => null),
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "E_RUNTIME" });
+    expect(String((err as Error).message)).toContain(name);
+    // Whatever the refused start cleaned up, it was not the first service.
+    expect(await first.state()).toBe("running");
+    const response = await fetch(`http://${host}:${hostPort}/who.txt`);
+    expect(await response.text()).toBe("the first\n");
+    expect(await first.exec(["cat", "/www/who.txt"])).toMatchObject({ exitCode: 0, stdout: "the first\n" });
+    expect((await ctx.executor().listServices()).filter((s) => s.name === name)).toHaveLength(1);
+    await first.stop({ graceMs: 1000 });
+  });
+
   test("stopping a stopped service returns the same status; exec into it gives ContainerStateError", async () => {
     const service = await startService({ image: ctx.images().busybox, command: ["sleep", "1000"] });
     const first = await service.stop({ graceMs: 1000 });

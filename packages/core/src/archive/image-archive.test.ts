@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import {
   type ImageSpec,
   imageConfigOf,
   ociArchiveOf,
+  patched,
   sha256,
   tarOf,
 } from "../testing/index.js";
@@ -140,6 +142,19 @@ describe("readImageArchive: docker-archive", () => {
   });
 });
 
+describe("readImageArchive: a path that is a FIFO", () => {
+  it("is read as a stream (not taken as an empty file)", async () => {
+    const { archive, configDigest } = await dockerArchive({ layers: [await layer("a", "1")] });
+    const fifo = join(dir, `fifo${n++}`);
+    execFileSync("mkfifo", [fifo]);
+    const writing = writeFile(fifo, archive);
+    const read = await readImageArchive(fifo);
+    await writing;
+    expect(read.id).toBe(configDigest);
+    expect(read.layers).toHaveLength(1);
+  });
+});
+
 describe("readImageArchive: OCI image layout", () => {
   it("follows index.json to the manifest and config, with gzip layers", async () => {
     const layers = [await layer("a", "1"), await layer("b", "2")];
@@ -164,8 +179,33 @@ describe("readImageArchive: bad archives are ImageArchiveError with a message th
     expect(err?.message).toMatch(/not a tar file/);
   });
 
-  it("an empty file", async () => {
-    await failure(Buffer.alloc(0));
+  it("an empty file or stream says it is empty", async () => {
+    const errors = await failure(Buffer.alloc(0));
+    for (const err of errors) expect(err.message).toMatch(/is empty \(0 bytes\)/);
+  });
+
+  it("a metadata member larger than maxMetadataBytes, naming the limit", async () => {
+    const { archive } = await dockerArchive({
+      layers: [await layer("x", "1")],
+      env: [`BIG=${"x".repeat(4000)}`],
+    });
+    const path = join(dir, `big${n++}.tar`);
+    await writeFile(path, archive);
+    await expect(readImageArchive(path, { limits: { maxMetadataBytes: 1000 } })).rejects.toMatchObject({
+      code: "E_IMAGE_ARCHIVE",
+      limit: "maxMetadataBytes",
+      message: expect.stringMatching(/larger than 1000 bytes \(the maxMetadataBytes limit\)/),
+    });
+    await expect(
+      readImageArchive(Readable.from([archive]), { limits: { maxMetadataBytes: 1000 } }),
+    ).rejects.toMatchObject({ limit: "maxMetadataBytes" });
+    expect((await readImageArchive(path)).config.env).toHaveLength(1);
+  });
+
+  it("a member name with bytes after its NUL terminator", async () => {
+    const tar = await patched([{ name: "manifest.json", content: "[]" }], (h) => h.write("x", 20, "latin1"));
+    const [err] = await failure(tar);
+    expect(err?.message).toMatch(/bytes after its NUL terminator/);
   });
 
   it("a tar without manifest.json or index.json", async () => {
@@ -261,6 +301,13 @@ describe("readImageArchive: bad archives are ImageArchiveError with a message th
     await expect(readImageArchive(endless)).rejects.toMatchObject({ code: "E_IMAGE_ARCHIVE" });
     expect(produced).toBeLessThan(1024 * 1024);
     expect(endless.destroyed).toBe(true);
+  });
+
+  it("a folder given as the archive", async () => {
+    await expect(readImageArchive(dir)).rejects.toMatchObject({
+      code: "E_IMAGE_ARCHIVE",
+      message: expect.stringContaining("is a folder"),
+    });
   });
 
   it("a path that does not exist", async () => {

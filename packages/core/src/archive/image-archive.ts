@@ -1,9 +1,12 @@
 import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { posix } from "node:path";
 import { ImageArchiveError, throwIfAborted } from "../errors.js";
 import { parseImageConfig } from "../image-config.js";
 import type { ImageConfig, ImageId } from "../spec.js";
 import { type ByteSource, fileByteSource, streamByteSource } from "./byte-source.js";
+import { type ArchiveLimits, archiveLimits } from "./layer-entries.js";
 import { readTarHeaders, type TarHeader } from "./tar-headers.js";
 
 export type LayerCompression = "none" | "gzip" | "zstd" | "bzip2" | "xz";
@@ -42,45 +45,51 @@ export interface ReadArchiveOptions {
   tag?: string;
   signal?: AbortSignal;
   onProgress?: (progress: { bytesRead: number; totalBytes?: number }) => void;
+  /** Bounds on the archive (only `maxMetadataBytes` applies here; the layers are not read). */
+  limits?: Partial<ArchiveLimits>;
 }
 
-// Manifests and configs are small; layers are not. Only small JSON-ish members are kept.
-const CAPTURE_LIMIT = 4 * 1024 * 1024;
+// Manifests and configs are small; layers are not. Only small JSON-ish members are kept while
+// reading: from a file, at most this much each (larger ones are read by offset afterwards).
+const FILE_CAPTURE_LIMIT = 4 * 1024 * 1024;
 const CAPTURE_TOTAL_LIMIT = 128 * 1024 * 1024;
 
 /**
  * Reads a docker-archive (`docker save`) or OCI image layout tarball from a path or a stream:
- * manifest, config, layers, tags. A path is read by offset (layers are not read at all); a stream
- * is consumed to its end. Anything that is not such an archive, or is truncated or inconsistent,
- * gives {@link ImageArchiveError}.
+ * manifest, config, layers, tags. A regular file is read by offset (layers are not read at all);
+ * a stream, or a path that is a FIFO or character device, is consumed to its end. Anything that
+ * is not such an archive, or is truncated or inconsistent, gives {@link ImageArchiveError}.
  */
 export async function readImageArchive(
   source: string | AsyncIterable<Buffer | string>,
   options: ReadArchiveOptions = {},
 ): Promise<ImageArchive> {
   throwIfAborted(options.signal, "reading the image archive");
+  const { maxMetadataBytes } = archiveLimits(options.limits);
   let bytes: ByteSource;
   let totalBytes: number | undefined;
-  if (typeof source === "string") {
-    const file = await fileByteSource(source).catch((err: NodeJS.ErrnoException) => {
-      throw new ImageArchiveError(
-        err.code === "ENOENT"
-          ? `archive ${source} does not exist`
-          : `cannot open archive ${source}: ${err.message}`,
-        { cause: err },
-      );
+  // A path that is not a regular file (a FIFO, /dev/stdin) has no size or offsets: read it as a stream.
+  const path = typeof source === "string" && (await isRegularFile(source)) ? source : undefined;
+  if (path !== undefined) {
+    const file = await fileByteSource(path).catch((err: NodeJS.ErrnoException) => {
+      throw new ImageArchiveError(`cannot open archive ${path}: ${err.message}`, { cause: err });
     });
+    if (file.size === 0) {
+      await file.close();
+      throw new ImageArchiveError(`the archive ${path} is empty (0 bytes)`);
+    }
     bytes = file;
     totalBytes = file.size;
   } else {
-    bytes = streamByteSource(source);
+    bytes = streamByteSource(typeof source === "string" ? createReadStream(source) : source);
   }
+  const captureLimit = path !== undefined ? Math.min(FILE_CAPTURE_LIMIT, maxMetadataBytes) : maxMetadataBytes;
   try {
     const members = new Map<string, { member: TarHeader; head: Buffer }>();
     const captured = new Map<string, Buffer>();
     let capturedTotal = 0;
     const capture = (m: TarHeader) =>
-      m.kind === "file" && m.size <= CAPTURE_LIMIT && isMetadataName(normalizeMember(m.name) ?? "");
+      m.kind === "file" && m.size <= captureLimit && isMetadataName(normalizeMember(m.name) ?? "");
     let sawMember = false;
     const headers = readTarHeaders(bytes, {
       what: "the image archive",
@@ -88,7 +97,11 @@ export async function readImageArchive(
       capture,
       headBytes: 8,
     });
-    for await (const member of headers) {
+    const emptyStream = (err: unknown) =>
+      err instanceof ImageArchiveError && bytes.position === 0 && path === undefined
+        ? new ImageArchiveError("the archive stream is empty (0 bytes)", { cause: err })
+        : err;
+    for await (const member of withErrors(headers, emptyStream)) {
       const { data } = member;
       const head = member.head ?? data?.subarray(0, 8) ?? Buffer.alloc(0);
       sawMember = true;
@@ -123,10 +136,13 @@ export async function readImageArchive(
         });
       }
       if (entry.member.size === 0) return Buffer.alloc(0);
-      if (typeof source !== "string" || entry.member.size > 64 * 1024 * 1024) {
-        throw new ImageArchiveError("metadata member is too large", { entry: name });
+      if (path === undefined || entry.member.size > maxMetadataBytes) {
+        throw new ImageArchiveError(
+          `metadata member is larger than ${maxMetadataBytes} bytes (the maxMetadataBytes limit)`,
+          { entry: name, member: name, limit: "maxMetadataBytes" },
+        );
       }
-      const file = await fileByteSource(source, { start: entry.member.dataOffset });
+      const file = await fileByteSource(path, { start: entry.member.dataOffset });
       try {
         return (await file.readExact(entry.member.size)) ?? Buffer.alloc(0);
       } finally {
@@ -138,6 +154,7 @@ export async function readImageArchive(
       if (!entry)
         throw new ImageArchiveError("the archive's manifest names a layer that is not in it", {
           entry: name,
+          member: name,
         });
       if (entry.member.kind !== "file")
         throw new ImageArchiveError("a layer must be a regular file", { entry: name });
@@ -163,6 +180,34 @@ export async function readImageArchive(
     return { ...result, archiveBytes };
   } finally {
     await bytes.close();
+  }
+}
+
+async function isRegularFile(path: string): Promise<boolean> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ImageArchiveError(
+      code === "ENOENT"
+        ? `archive ${path} does not exist`
+        : `cannot open archive ${path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  if (info.isDirectory()) {
+    throw new ImageArchiveError(`archive ${path} is a folder; give the tarball \`docker save\` wrote`);
+  }
+  return info.isFile();
+}
+
+/** The items of `source`, its errors passed through `map`. */
+async function* withErrors<T>(source: AsyncGenerator<T>, map: (err: unknown) => unknown): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    throw map(err);
   }
 }
 

@@ -1,16 +1,52 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import * as tar from "tar-stream";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageArchiveError } from "../errors.js";
 import { tarOf } from "../testing/index.js";
-import { streamByteSource } from "./byte-source.js";
-import { readTarHeaders, type TarHeader } from "./tar-headers.js";
+import { fileByteSource, streamByteSource } from "./byte-source.js";
+import { type ReadTarOptions, readTarHeaders, readTarHeadersSync, type TarHeader } from "./tar-headers.js";
 
-async function headers(data: Buffer): Promise<TarHeader[]> {
-  const out: TarHeader[] = [];
-  for await (const h of readTarHeaders(streamByteSource(Readable.from([data])), { what: "layer test" }))
-    out.push(h);
-  return out;
+let dir = "";
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tar-headers-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * The headers of `data` as readTarHeaders reads them from a stream; readTarHeadersSync, reading
+ * the same bytes from a file, must give exactly the same headers, or fail with the same error.
+ */
+async function headers(data: Buffer, options: Partial<ReadTarOptions> = {}): Promise<TarHeader[]> {
+  const opts = { what: "layer test", ...options };
+  const viaStream = async () => {
+    const out: TarHeader[] = [];
+    for await (const h of readTarHeaders(streamByteSource(Readable.from([data])), opts)) out.push(h);
+    return out;
+  };
+  const file = join(dir, `tar-${Math.random().toString(36).slice(2)}`);
+  await writeFile(file, data);
+  const source = await fileByteSource(file);
+  let synchronous: TarHeader[] | Error;
+  try {
+    synchronous = [...readTarHeadersSync(source, opts)];
+  } catch (err) {
+    synchronous = err as Error;
+  } finally {
+    source.closeSync();
+  }
+  const streamed = await viaStream().catch((err: Error) => err);
+  if (streamed instanceof Error) {
+    expect(synchronous).toBeInstanceOf(streamed.constructor);
+    expect((synchronous as Error).message).toBe(streamed.message);
+    throw streamed;
+  }
+  expect(synchronous).toEqual(streamed);
+  return streamed;
 }
 
 /** The entries tar-stream's own reader sees, for comparison. */
@@ -109,6 +145,20 @@ describe("readTarHeaders", () => {
   it("accepts a tar that ends between entries without the end-of-archive blocks", async () => {
     const data = await tarOf([{ name: "a", content: "a" }]);
     expect((await headers(data.subarray(0, 1024))).map((h) => h.name)).toEqual(["a"]);
+  });
+
+  it("captures chosen entries' data and reads the head of the others, then goes on", async () => {
+    const data = await tarOf([
+      { name: "manifest.json", content: "[1,2]" },
+      { name: "layer.tar", content: Buffer.alloc(5000, 7) },
+      { name: "after", content: "x" },
+    ]);
+    const hs = await headers(data, { capture: (h) => h.name.endsWith(".json"), headBytes: 4 });
+    expect(hs.map((h) => [h.name, h.data?.toString(), h.head?.length])).toEqual([
+      ["manifest.json", "[1,2]", undefined],
+      ["layer.tar", undefined, 4],
+      ["after", undefined, 1],
+    ]);
   });
 
   it("refuses a tar that ends inside an entry, and a bad checksum", async () => {

@@ -1,5 +1,6 @@
 import { ImageArchiveError } from "../errors.js";
-import type { ByteSource } from "./byte-source.js";
+import type { ByteSource, SyncByteSource } from "./byte-source.js";
+import { printable } from "./layer-entries.js";
 
 /**
  * The one tar header reader: for an image archive (what `docker save` writes) and for the tar
@@ -54,6 +55,11 @@ export interface ReadTarOptions {
   capture?: (header: TarHeader) => boolean;
   /** Return this many leading bytes of every regular file's data. */
   headBytes?: number;
+  /**
+   * Called with the number of bytes the reader is about to read or skip (a header block, an
+   * extension's data, an entry's data), before it does: a budget can throw to stop it.
+   */
+  onBytes?: (n: number) => void;
 }
 
 const BLOCK = 512;
@@ -79,21 +85,103 @@ export async function* readTarHeaders(
   source: ByteSource,
   options: ReadTarOptions,
 ): AsyncGenerator<TarHeader> {
-  const { what, capture, headBytes = 0 } = options;
-  let pax: Record<string, string> | null = null;
-  let globalPax: Record<string, string> | null = null;
-  let longName: string | null = null;
-  let longLink: string | null = null;
-  let ordinal = 0;
+  const { what, onBytes } = options;
+  const decoder = new TarHeaderDecoder(options);
   for (;;) {
     const offset = source.position;
-    const block = await readOrTruncated(source, BLOCK, what, true);
-    if (block === null && options.requireEndMarker) {
+    onBytes?.(BLOCK);
+    const step = decoder.block(await readOrTruncated(source, BLOCK, what, true), offset);
+    if (step === null) return;
+    if (typeof step === "number") {
+      onBytes?.(step);
+      decoder.extension((await readOrTruncated(source, step, what, false)) as Buffer, offset);
+      continue;
+    }
+    step.dataOffset = source.position;
+    let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
+    if (left > 0 && options.capture?.(step)) {
+      const bytes = (await readOrTruncated(source, left, what, false)) as Buffer;
+      step.data = Buffer.from(bytes.subarray(0, step.size));
+      left = 0;
+    } else {
+      const head = headLength(step, options);
+      if (head > 0) step.head = Buffer.from((await readOrTruncated(source, head, what, false)) as Buffer);
+      left -= head;
+    }
+    if (left > 0) await skipOrTruncated(source, left, what, step.name);
+    yield step;
+  }
+}
+
+/**
+ * {@link readTarHeaders} over a source read synchronously: the same entries, without a promise
+ * per read and per entry. For a file (which is read synchronously anyway) with thousands of
+ * entries that is a third less CPU; the caller gives the event loop its turns.
+ */
+export function* readTarHeadersSync(source: SyncByteSource, options: ReadTarOptions): Generator<TarHeader> {
+  const { what, onBytes } = options;
+  const decoder = new TarHeaderDecoder(options);
+  for (;;) {
+    const offset = source.position;
+    onBytes?.(BLOCK);
+    const step = decoder.block(readOrTruncatedSync(source, BLOCK, what, true), offset);
+    if (step === null) return;
+    if (typeof step === "number") {
+      onBytes?.(step);
+      decoder.extension(readOrTruncatedSync(source, step, what, false) as Buffer, offset);
+      continue;
+    }
+    step.dataOffset = source.position;
+    let left = step.size > 0 ? padded(step.size) : 0;
+    if (left > 0) onBytes?.(left);
+    if (left > 0 && options.capture?.(step)) {
+      const bytes = readOrTruncatedSync(source, left, what, false) as Buffer;
+      step.data = Buffer.from(bytes.subarray(0, step.size));
+      left = 0;
+    } else {
+      const head = headLength(step, options);
+      if (head > 0) step.head = Buffer.from(readOrTruncatedSync(source, head, what, false) as Buffer);
+      left -= head;
+    }
+    if (left > 0) skipOrTruncatedSync(source, left, what, step.name);
+    yield step;
+  }
+}
+
+/**
+ * The interpretation of header blocks, apart from reading them: the extension headers (pax,
+ * GNU long names) carried over to the entry they precede, and the entry's header.
+ */
+class TarHeaderDecoder {
+  readonly #what: string;
+  readonly #requireEndMarker: boolean;
+  #pax: Record<string, string> | null = null;
+  #globalPax: Record<string, string> | null = null;
+  #longName: string | null = null;
+  #longLink: string | null = null;
+  /** The extension whose data extension() takes next: its typeflag and size. */
+  #extension: { typeflag: string; size: number } | null = null;
+  #ordinal = 0;
+
+  constructor(options: ReadTarOptions) {
+    this.#what = options.what;
+    this.#requireEndMarker = options.requireEndMarker ?? false;
+  }
+
+  /**
+   * One header block (null: the source ended there) at `offset`. Returns null at the end of the
+   * archive; the number of bytes to read and hand to extension() for an extension header; else the
+   * entry's header, whose `dataOffset` the reader sets.
+   */
+  block(block: Buffer | null, offset: number): TarHeader | number | null {
+    const what = this.#what;
+    if (block === null && this.#requireEndMarker) {
       throw new ImageArchiveError(
         `${what} ends without tar's end-of-archive marker: it is truncated or not a tar file`,
       );
     }
-    if (block === null || isZero(block)) return;
+    if (block === null || isZero(block)) return null;
     verifyChecksum(block, what, offset);
     const typeflag = String.fromCharCode(block[156] as number);
     let size = readNumber(block, 124, 12);
@@ -101,25 +189,20 @@ export async function* readTarHeaders(
       if (size > MAX_EXTENSION) {
         throw new ImageArchiveError(`${what}: tar extension header at offset ${offset} is larger than 1 MiB`);
       }
-      const body = (await readOrTruncated(source, padded(size), what, false)) as Buffer;
-      const data = body.subarray(0, size);
-      if (typeflag === "x") pax = parsePax(data, what);
-      else if (typeflag === "g") globalPax = parsePax(data, what);
-      else if (typeflag === "K") longLink = cString(data);
-      else longName = cString(data);
-      continue;
+      this.#extension = { typeflag, size };
+      return padded(size);
     }
-    let name = field(block, 0, 100);
-    if (isUstar(block) && block[345] !== 0) name = `${field(block, 345, 155)}/${name}`;
-    let linkname = block[157] === 0 ? "" : field(block, 157, 100);
+    let name = nameText(block, 0, 100, what, offset);
+    if (isUstar(block) && block[345] !== 0) name = `${nameText(block, 345, 155, what, offset)}/${name}`;
+    let linkname = block[157] === 0 ? "" : nameText(block, 157, 100, what, offset);
     let uid = readNumber(block, 108, 8);
     let gid = readNumber(block, 116, 8);
     let mtime = readNumber(block, 136, 12);
-    if (longName !== null) name = longName;
-    if (longLink !== null) linkname = longLink;
+    if (this.#longName !== null) name = this.#longName;
+    if (this.#longLink !== null) linkname = this.#longLink;
     // tar-stream merges global pax records only into entries that have their own pax header;
     // so must we, or the two readers would disagree about names and sizes.
-    const records = pax === null ? null : { ...(globalPax ?? {}), ...pax };
+    const records = this.#pax === null ? null : { ...(this.#globalPax ?? {}), ...this.#pax };
     if (records) {
       if (records.path) name = records.path;
       if (records.linkpath) linkname = records.linkpath;
@@ -128,9 +211,9 @@ export async function* readTarHeaders(
       if (records.gid) gid = paxInteger(records.gid, gid);
       if (records.mtime) mtime = Math.floor(Number(records.mtime)) || mtime;
     }
-    pax = null;
-    longName = null;
-    longLink = null;
+    this.#pax = null;
+    this.#longName = null;
+    this.#longLink = null;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new ImageArchiveError(`${what}: bad size in the tar header at offset ${offset}`, { entry: name });
     }
@@ -139,8 +222,8 @@ export async function* readTarHeaders(
     if (typeflag === "0" || typeflag === "\0") {
       if (name.endsWith("/")) kind = "directory";
     }
-    const header: TarHeader = {
-      ordinal: ordinal++,
+    return {
+      ordinal: this.#ordinal++,
       name,
       kind,
       typeflag,
@@ -148,25 +231,33 @@ export async function* readTarHeaders(
       uid,
       gid,
       mtime,
+      // tar-stream reads no data after a folder entry whatever its size says, and reads data after
+      // every other kind; follow it exactly.
       size: kind === "directory" ? 0 : size,
       linkname,
-      dataOffset: source.position,
+      dataOffset: 0,
     };
-    // tar-stream reads no data after a folder entry whatever its size says, and reads data after
-    // every other kind; follow it exactly.
-    let left = kind !== "directory" && size > 0 ? padded(size) : 0;
-    if (left > 0 && capture?.(header)) {
-      const data = (await readOrTruncated(source, left, what, false)) as Buffer;
-      header.data = Buffer.from(data.subarray(0, size));
-      left = 0;
-    } else if (left > 0 && headBytes > 0 && kind === "file") {
-      const n = Math.min(headBytes, size);
-      header.head = Buffer.from((await readOrTruncated(source, n, what, false)) as Buffer);
-      left -= n;
-    }
-    if (left > 0) await skipOrTruncated(source, left, what, name);
-    yield header;
   }
+
+  /**
+   * The data of the extension header block() announced (padded to whole blocks); `offset` is
+   * where that header starts.
+   */
+  extension(body: Buffer, offset: number): void {
+    const { typeflag, size } = this.#extension as { typeflag: string; size: number };
+    this.#extension = null;
+    const data = body.subarray(0, size);
+    if (typeflag === "x") this.#pax = parsePax(data, this.#what);
+    else if (typeflag === "g") this.#globalPax = parsePax(data, this.#what);
+    else if (typeflag === "K") this.#longLink = nameText(data, 0, data.length, this.#what, offset);
+    else this.#longName = nameText(data, 0, data.length, this.#what, offset);
+  }
+}
+
+/** How many leading bytes of an entry's data to return (headBytes, for regular files). */
+function headLength(header: TarHeader, options: ReadTarOptions): number {
+  const headBytes = options.headBytes ?? 0;
+  return headBytes > 0 && header.kind === "file" && header.size > 0 ? Math.min(headBytes, header.size) : 0;
 }
 
 function padded(size: number): number {
@@ -197,6 +288,30 @@ async function skipOrTruncated(
 ): Promise<void> {
   try {
     await source.skip(length);
+  } catch (err) {
+    throw truncated(what, name, err);
+  }
+}
+
+function readOrTruncatedSync(
+  source: SyncByteSource,
+  length: number,
+  what: string,
+  atBoundary: boolean,
+): Buffer | null {
+  let data: Buffer | null;
+  try {
+    data = source.readExactSync(length);
+  } catch (err) {
+    throw truncated(what, undefined, err);
+  }
+  if (data === null && !atBoundary) throw truncated(what);
+  return data;
+}
+
+function skipOrTruncatedSync(source: SyncByteSource, length: number, what: string, name: string): void {
+  try {
+    source.skipSync(length);
   } catch (err) {
     throw truncated(what, name, err);
   }
@@ -235,12 +350,25 @@ function isZero(block: Buffer): boolean {
   return true;
 }
 
-/** Text of a header field, up to its first NUL. */
-function field(block: Buffer, at: number, length: number): string {
+/**
+ * A name from a header field or a GNU long name: the text up to its first NUL. Anything but NULs
+ * after that is refused: readers disagree on such a name (one stops at the NUL, another keeps the
+ * rest), which is how a hostile archive shows each tool a different file.
+ */
+function nameText(buf: Buffer, at: number, length: number, what: string, offset: number): string {
   let end = at;
   const limit = at + length;
-  while (end < limit && block[end] !== 0) end++;
-  return block.toString("utf8", at, end);
+  while (end < limit && buf[end] !== 0) end++;
+  const text = buf.toString("utf8", at, end);
+  for (let i = end; i < limit; i++) {
+    if (buf[i] !== 0) {
+      throw new ImageArchiveError(
+        `${what}: the tar header at offset ${offset} has a name with bytes after its NUL terminator`,
+        { entry: printable(buf.toString("latin1", at, limit).replace(/\0+$/, "")) },
+      );
+    }
+  }
+  return text;
 }
 
 const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00]; // "ustar\0"
@@ -250,26 +378,20 @@ function isUstar(block: Buffer): boolean {
   return true;
 }
 
-/** Text up to the first NUL. */
-function cString(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.subarray(0, end === -1 ? buf.length : end).toString("utf8");
-}
-
 /** Octal ASCII (leading spaces and NULs allowed), or GNU base-256 when the top bit is set. */
 function readNumber(block: Buffer, at: number, length: number): number {
-  const field = block.subarray(at, at + length);
-  const first = field[0] as number;
+  const end = at + length;
+  const first = block[at] as number;
   if (first & 0x80) {
     let n = first === 0xff ? -1 : first & 0x7f;
-    for (let i = 1; i < field.length; i++) n = n * 256 + (field[i] as number);
+    for (let i = at + 1; i < end; i++) n = n * 256 + (block[i] as number);
     return n;
   }
-  let i = 0;
-  while (i < field.length && (field[i] === 0x20 || field[i] === 0)) i++;
+  let i = at;
+  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
   let n = 0;
-  for (; i < field.length; i++) {
-    const c = field[i] as number;
+  for (; i < end; i++) {
+    const c = block[i] as number;
     if (c < 0x30 || c > 0x37) break;
     n = n * 8 + (c - 0x30);
   }

@@ -23,7 +23,10 @@ export interface FormatPlanOptions {
 export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): string {
   const lines: string[] = [];
   if (options.shebang !== false) lines.push("#!/usr/bin/env bash");
-  if (options.header !== false) lines.push(...describePlan(plan).map((l) => `# ${l}`.trimEnd()));
+  // Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and
+  // a line of it left uncommented would run on the host.
+  if (options.header !== false)
+    lines.push(...describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd())));
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
@@ -55,8 +58,8 @@ export function describePlan(plan: RunPlan): string[] {
     `image: ${image.id}${image.tags.length ? ` (${image.tags.join(", ")})` : ""}${
       image.action === "present" ? "" : `, ${image.action} from ${image.archive ?? "?"}`
     }${image.path ? ` -> ${image.path}` : ""}`,
-    `in the container: ${shellJoin(plan.process.argv, "process.argv")}`,
-    `  in ${plan.process.workdir}${plan.process.user ? ` as ${plan.process.user}` : ""}`,
+    `in the container: ${plan.process.argv.map(displayWord).join(" ")}`,
+    `  in ${displayWord(plan.process.workdir)}${plan.process.user ? ` as ${plan.process.user}` : ""}`,
   ];
   for (const [k, v] of Object.entries(plan.process.env)) lines.push(`  env ${k}=${oneLine(v)}`);
   for (const g of plan.ignored) lines.push(`ignored: spec.${g.field} (${g.reason})`);
@@ -91,10 +94,27 @@ export function formatPlanStep(step: PlanStep): string {
       return `rm -rf -- ${path}`;
     case "rmdir":
       return `rmdir -- ${path} 2>/dev/null || true`;
+    case "symlink":
+      return `ln -sfn -- ${shellQuote(step.target, "step.target")} ${path}`;
   }
 }
 
 // A header comment must stay one line: a newline in a value would end the comment.
 function oneLine(value: string): string {
   return JSON.stringify(value).slice(1, -1);
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+const CONTROL = /[\u0000-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+const CONTROL_OR_QUOTE = /[\\'\u0000-\u001f\u007f]/g;
+
+/** A word as bash reads it, on one line: `$'...'` with escapes when it holds control characters. */
+function displayWord(word: string): string {
+  if (!CONTROL.test(word)) return shellQuote(word);
+  const escaped = word.replace(CONTROL_OR_QUOTE, (c) => {
+    const named: Record<string, string> = { "\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r" };
+    return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
+  return `$'${escaped}'`;
 }

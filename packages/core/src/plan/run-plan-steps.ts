@@ -1,10 +1,10 @@
-import { mkdir, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, rmdir, symlink, writeFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import type { PlanStep } from "./run-plan.js";
 
 /**
  * Carries out plan steps on this machine, in order: what a formatted plan's script does with
- * mkdir, printf, rm and rmdir. Throws the first failure of a step that is not optional
+ * mkdir, printf, rm, rmdir and ln -s. Throws the first failure of a step that is not optional
  * (the caller then runs the plan's `after` steps); `rmdir` and `remove` never fail on what is
  * already gone.
  */
@@ -26,6 +26,10 @@ export async function runPlanSteps(steps: readonly PlanStep[]): Promise<void> {
         break;
       case "rmdir":
         await removeEmptyFolder(step.path);
+        break;
+      case "symlink":
+        await rm(step.path, { force: true });
+        await symlink(step.target, step.path);
         break;
     }
   }

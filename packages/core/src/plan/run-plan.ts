@@ -1,13 +1,14 @@
 import type { Capabilities } from "../capabilities.js";
 import type { ContainerSpec, ImageId } from "../spec.js";
 
-export const PRIVILEGE_MODES = ["root", "setuid", "userns", "daemon", "rootless-daemon"] as const;
 /**
- * How a runtime starts containers on a machine: `root` (Apptainer run by root, without a user
- * namespace), `setuid` (Apptainer's setuid starter, for an ordinary user), `userns` (Apptainer in
- * a user namespace, no privilege at all), `daemon` (a root Docker daemon), `rootless-daemon`
- * (Docker's rootless mode).
+ * How this machine's runtime gives containers their privileges, as the caller meets it:
+ * - `root`: a root daemon (Docker) or a root caller without a user namespace (Apptainer as root);
+ * - `setuid`: an unprivileged caller of a setuid-root runtime (Apptainer's starter-suid);
+ * - `userns`: an unprivileged user namespace (Apptainer --userns, its default without setuid);
+ * - `rootless`: a daemon run by an ordinary user in its own user namespace (rootless Docker).
  */
+export const PRIVILEGE_MODES = ["root", "setuid", "userns", "rootless"] as const;
 export type PrivilegeMode = (typeof PRIVILEGE_MODES)[number];
 
 /** The machine a profile was measured on. */
@@ -76,7 +77,9 @@ export type PlanStep =
   /** Remove a file or folder and everything under it. */
   | { op: "remove"; path: string; why: string }
   /** Remove an empty folder (a cgroup whose processes have ended); gone already is fine. */
-  | { op: "rmdir"; path: string; why: string };
+  | { op: "rmdir"; path: string; why: string }
+  /** Make `path` a symbolic link to `target` (replacing what is there): a neutral name for a file. */
+  | { op: "symlink"; path: string; target: string; why: string };
 
 /** The runtime command that runs the container. */
 export interface PlannedCommand {

@@ -83,6 +83,12 @@ export interface ImageSpec {
   labels?: Record<string, string>;
   architecture?: string;
   tag?: string;
+  /** The STOPSIGNAL ("SIGINT"). */
+  stopSignal?: string;
+  /** The config's `created` time (RFC 3339). */
+  created?: string;
+  /** The config's build history, one entry per instruction (Docker's form). */
+  history?: { created: string; created_by?: string; comment?: string; empty_layer?: boolean }[];
 }
 
 /** The image config JSON of a spec (its sha256 is the image's id). */
@@ -91,6 +97,7 @@ export function imageConfigOf(spec: ImageSpec): Buffer {
     JSON.stringify({
       architecture: spec.architecture ?? "amd64",
       os: "linux",
+      ...(spec.created !== undefined && { created: spec.created }),
       config: {
         Env: spec.env ?? ["PATH=/bin"],
         Entrypoint: spec.entrypoint ?? null,
@@ -98,7 +105,9 @@ export function imageConfigOf(spec: ImageSpec): Buffer {
         WorkingDir: spec.workingDir ?? "",
         ...(spec.user !== undefined && { User: spec.user }),
         Labels: spec.labels ?? null,
+        ...(spec.stopSignal !== undefined && { StopSignal: spec.stopSignal }),
       },
+      ...(spec.history !== undefined && { history: spec.history }),
       rootfs: { type: "layers", diff_ids: spec.layers.map((l) => sha256(l)) },
     }),
   );
@@ -221,3 +230,6 @@ export async function listTar(data: Buffer): Promise<ListedEntry[]> {
   await feeding;
   return out;
 }
+
+export { type HostileLayerCase, hostileLayerCases, patched } from "./hostile-layers.js";
+export { PYTHON_LIKE_CLIENT_SH, SUPERVISED_JOB_SH } from "./side-channel-scripts.js";

@@ -1,13 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import * as fs from "node:fs";
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import {
   AbortedError,
+  currentOwner,
   type ImageArchive,
   ImageArchiveError,
   type ImageConfig,
   type ImageId,
+  InvalidConfigError,
+  ownerLiveness,
+  parseOwnerRecord,
+  type SweepReport,
   throwIfAborted,
 } from "@contexec/core";
 import { inspectSif, SIF_FS_TYPES, SIF_PARTITION_TYPES } from "@contexec/sif";
@@ -162,10 +168,18 @@ export class SifCache {
   ): Promise<{ entry: SifCacheEntry; converted: boolean }> {
     const id = archive.id;
     const p = this.paths(id);
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true }).catch(async (err) => {
+      if (!(await exists(this.dir))) throw this.#readOnly(id, err);
+    });
     const fast = await this.#valid(id);
     if (fast && archive.repoTags.every((t) => fast.repoTags.includes(t)) && !isOld(fast.loadedAt)) {
       return { entry: fast, converted: false };
+    }
+    // A cache shared read-only (another user's, an administrator's): what it holds is used as it
+    // is, tags and load times left unrecorded; what it lacks cannot be added by this user.
+    if (!(await writable(this.dir))) {
+      if (fast) return { entry: fast, converted: false };
+      throw this.#readOnly(id);
     }
     const release = await this.#lock(p.sif, p.lock, options.signal);
     try {
@@ -211,6 +225,44 @@ export class SifCache {
     }
   }
 
+  /**
+   * Removes what conversions of dead processes left in the cache: each lock whose holder died on
+   * this host is taken over, the partial SIF and metadata files under it removed, and the lock
+   * released. Finished entries, and locks of live holders or of other hosts, are left alone.
+   */
+  async sweep(): Promise<SweepReport> {
+    const report: SweepReport = { removed: [], failed: [] };
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const m = /^([0-9a-f]{64})\.lock$/.exec(name);
+      if (!m || !(await holderIsDead(join(this.dir, name)))) continue;
+      const hex = m[1] as string;
+      const p = this.paths(`sha256:${hex}`);
+      let release: () => Promise<void>;
+      try {
+        release = await this.#lock(p.sif, p.lock, AbortSignal.timeout(2000));
+      } catch (err) {
+        // Taken by a live process meanwhile, which cleans up itself; anything else is reported.
+        if (!(err instanceof AbortedError))
+          report.failed.push(`cache lock ${p.lock}: ${(err as Error).message}`);
+        continue;
+      }
+      try {
+        const partial = (await readdir(this.dir).catch(() => [] as string[])).filter(
+          (n) => n.startsWith(`.${hex}.sif.tmp-`) || n.startsWith(`.${hex}.json.tmp-`),
+        );
+        for (const n of partial) {
+          await rm(join(this.dir, n), { force: true });
+          report.removed.push(`partial cache file ${join(this.dir, n)} (its converting process died)`);
+        }
+        report.removed.push(`cache lock ${p.lock} (its holder died)`);
+      } finally {
+        await release();
+      }
+    }
+    return report;
+  }
+
   /** Removes the image an id or tag names. False when there was none. */
   async remove(ref: string, signal?: AbortSignal): Promise<boolean> {
     const r = parseImageRef(ref);
@@ -227,6 +279,15 @@ export class SifCache {
       await release();
     }
     return true;
+  }
+
+  #readOnly(id: ImageId, cause?: unknown): InvalidConfigError {
+    return new InvalidConfigError(
+      `the SIF cache ${this.dir} cannot be written by this user (uid ${process.getuid?.() ?? "?"}) and holds no SIF of ${id}: ` +
+        "load the image into a cache of your own (cacheDir, or CONTEXEC_SIF_CACHE; by default each user has one under ~/.cache), " +
+        "or ask the owner of this cache to load it there",
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   async #valid(id: ImageId): Promise<SifCacheEntry | undefined> {
@@ -315,18 +376,62 @@ export class SifCache {
           realpath: false,
           stale: this.#staleMs,
           retries: 0,
+          fs: LOCK_FS,
           // The default throws from a timer; a lost lock only risks a second, identical conversion.
           onCompromised: () => {},
         });
+        // Who holds it: a process that dies holding it is known to be dead at once.
+        await writeFile(join(lockPath, LOCK_OWNER_FILE), JSON.stringify(currentOwner())).catch(() => {});
         return async () => {
           await release().catch(() => {});
         };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ELOCKED") throw err;
       }
+      // A holder that died on this host is not waited for (proper-lockfile would wait for the
+      // lock to go stale); a live one, or one on another host, is.
+      if (await holderIsDead(lockPath)) {
+        const removed = await rm(lockPath, { recursive: true, force: true }).then(
+          () => true,
+          () => false,
+        );
+        if (removed) continue;
+      }
       await sleep(delay, signal);
       delay = Math.min(delay * 2, 500);
     }
+  }
+}
+
+/** The owner record a lock holder writes into the lock folder. */
+const LOCK_OWNER_FILE = "owner.json";
+
+/**
+ * proper-lockfile removes a lock with rmdir, which the owner record inside would stop: this file
+ * system removes the record first (on release, on a stale takeover, and at exit).
+ */
+const LOCK_FS = {
+  ...fs,
+  rmdir(path: fs.PathLike, callback: (err: NodeJS.ErrnoException | null) => void): void {
+    fs.unlink(join(String(path), LOCK_OWNER_FILE), () => fs.rmdir(path, callback));
+  },
+  rmdirSync(path: fs.PathLike): void {
+    try {
+      fs.unlinkSync(join(String(path), LOCK_OWNER_FILE));
+    } catch {
+      // none written
+    }
+    fs.rmdirSync(path);
+  },
+};
+
+/** The lock's holder is a process of this host that has ended (a lock without a record is never judged). */
+async function holderIsDead(lockPath: string): Promise<boolean> {
+  try {
+    const owner = parseOwnerRecord(JSON.parse(await readFile(join(lockPath, LOCK_OWNER_FILE), "utf8")));
+    return owner !== undefined && (await ownerLiveness(owner)) === "dead";
+  } catch {
+    return false;
   }
 }
 
@@ -337,6 +442,14 @@ function union(a: string[], b: string[]): string[] {
 /** A loadedAt older than a minute is refreshed so the newest load of a tag wins. */
 function isOld(iso: string): boolean {
   return Date.now() - Date.parse(iso) > 60_000;
+}
+
+/** Whether this process can make files in `dir` (write and search permission). */
+async function writable(dir: string): Promise<boolean> {
+  return access(dir, fs.constants.W_OK | fs.constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -1,9 +1,9 @@
 import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AbortedError, type ImageArchive, RuntimeError, RuntimeUnavailableError } from "@contexec/core";
-import { execa } from "execa";
 import { runtimeProcessEnv } from "../plan/runtime-env.js";
 import { configPrefixOf, type RuntimeFlavor } from "../probe/runtime-version.js";
+import { runTool } from "../process/run-tool.js";
 import { fatalMessage } from "../process/stderr-tail.js";
 
 export interface SifConvertInput {
@@ -61,18 +61,13 @@ export class ApptainerBuildConverter implements SifConverter {
       });
       await Promise.all([mkdir(join(work, "cache")), mkdir(join(work, "tmp"))]);
       options.onProgress?.({ stage: "converting", message: `${binary} build (${transport})` });
-      const run = execa(binary, ["--quiet", "build", outPath, `${transport}://${link}`], {
+      const r = await runTool([binary, "--quiet", "build", outPath, `${transport}://${link}`], {
         env,
-        extendEnv: false,
         cwd: work,
-        stdin: "ignore",
-        reject: false,
-        killSignal: "SIGKILL",
-        ...(options.signal && { cancelSignal: options.signal }),
-        maxBuffer: 16 * 1024 * 1024,
+        timeoutMs: 0,
+        ...(options.signal && { signal: options.signal }),
       });
-      const r = await run;
-      if (r.isCanceled || options.signal?.aborted)
+      if (options.signal?.aborted)
         throw new AbortedError("converting the image to SIF", { cause: options.signal?.reason });
       if (r.exitCode !== 0) {
         const stderr = String(r.stderr ?? "");

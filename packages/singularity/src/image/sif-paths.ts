@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { inspectSif } from "@contexec/sif";
-import { execa } from "execa";
+import { runTool } from "../process/run-tool.js";
 
 /**
  * Whether a folder exists in a SIF's root file system, read with `unsquashfs -lls` at the
@@ -26,16 +26,11 @@ export async function pathInSif(
   } catch {
     return "unknown";
   }
-  const r = await execa(
-    unsquashfs,
-    ["-o", String(offset), "-lls", "-no-wildcards", "-d", "", sifPath, target],
+  const r = await runTool(
+    [unsquashfs, "-o", String(offset), "-lls", "-no-wildcards", "-d", "", sifPath, target],
     {
-      reject: false,
-      timeout: 10_000,
-      stdin: "ignore",
-      extendEnv: false,
       env: { PATH: "/usr/bin:/bin" },
-      cwd: "/",
+      timeoutMs: 10_000,
     },
   );
   if (r.exitCode !== 0) return "unknown";
@@ -70,14 +65,10 @@ export async function readFileInSif(
   } catch {
     return undefined;
   }
-  const r = await execa(unsquashfs, ["-o", String(offset), "-no-wildcards", "-cat", sifPath, path], {
-    reject: false,
-    timeout: 10_000,
-    stdin: "ignore",
-    extendEnv: false,
+  const r = await runTool([unsquashfs, "-o", String(offset), "-no-wildcards", "-cat", sifPath, path], {
     env: { PATH: "/usr/bin:/bin" },
-    cwd: "/",
-    maxBuffer: 16 * 1024 * 1024,
+    timeoutMs: 10_000,
+    keepFinalNewline: true,
   });
   return r.exitCode === 0 ? String(r.stdout) : undefined;
 }

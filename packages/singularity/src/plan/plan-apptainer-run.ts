@@ -12,6 +12,7 @@ import {
   UnsupportedError,
 } from "@contexec/core";
 import { type CgroupLayout, type CgroupPlan, planCgroups } from "../process/cgroup-limits.js";
+import { renderContainerEnvScript } from "./container-env-script.js";
 import { type NumericUser, resolveUser } from "./image-user.js";
 import {
   type ApptainerCommand,
@@ -69,6 +70,8 @@ export interface ApptainerPlanInput {
 /** A plan, and what the executor keeps for itself to run it (its cgroups to watch, the instance commands). */
 export interface ApptainerPlan {
   plan: RunPlan;
+  /** The container's scratch folder (made by the plan's steps before, removed after). */
+  scratch: string;
   command: ApptainerCommand;
   cgroups: CgroupPlan | undefined;
   instance: InstanceCommands | undefined;
@@ -84,7 +87,11 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
   const { spec, profile, image, runtime } = input;
   const facts = apptainerPlannerFacts(profile);
   const gaps = checkCapabilities(spec, profile.capabilities, runtime);
-  const probe = input.instance ? serviceRender(spec, facts.render) : facts.render;
+  const service = input.instance ? serviceRender(spec, facts.render) : undefined;
+  const probe = service?.render ?? facts.render;
+  // One decision of what to leave out, as for Docker: the capability gaps (and for a service,
+  // the limits an instance cannot keep).
+  const ignore = new Set([...gaps.map((g) => g.field), ...(service?.ignore ?? [])]);
 
   // The image's USER (as Docker) or spec.user, where the runtime can switch users. Without that
   // capability the image's USER is not honoured: the container runs as the caller.
@@ -105,21 +112,43 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
         )
       : undefined;
   const homeSource = posix.join(scratch, "home");
+  const envScript = posix.join(scratch, "environment.sh");
+  // Apptainer sets APPTAINER_CONTAINER (readonly, in every container) to the image path it was
+  // given: a link in the container's own folder keeps the cache's path out of the container.
+  const imageLink = posix.join(scratch, "image.sif");
   const renderOptions = {
+    ignore,
     ...(user && { user }),
     binary: facts.binary,
     createWorkdir: !image.workdirExists,
     homeSource,
+    envScript,
+    hostname: profile.host.hostname,
     ...(cgroups && { cgroup: { binds: cgroups.binds } }),
   };
-  const command = renderApptainerCommand(spec, image.config, probe, image.sifPath, renderOptions);
+  const command = renderApptainerCommand(spec, image.config, probe, imageLink, renderOptions);
   const instance = input.instance
-    ? renderApptainerInstance(spec, image.config, probe, image.sifPath, input.instance, renderOptions)
+    ? renderApptainerInstance(spec, image.config, probe, imageLink, input.instance, renderOptions)
     : undefined;
   const usesHome = command.argv.includes("--home");
 
   const before: PlanStep[] = [
     { op: "mkdir", path: scratch, mode: 0o700, why: "the container's private scratch folder" },
+    {
+      op: "write",
+      path: envScript,
+      content: renderContainerEnvScript({
+        env: command.containerEnv,
+        gpuLibs: command.argv.includes("--nv") || command.argv.includes("--rocm"),
+      }),
+      why: "the container's environment script: image ENV and spec env, without Apptainer's own variables",
+    },
+    {
+      op: "symlink",
+      path: imageLink,
+      target: image.sifPath,
+      why: "the image under a name of the container's own",
+    },
   ];
   if (usesHome) before.push({ op: "mkdir", path: homeSource, mode: 0o700, why: "an empty private HOME" });
   const after: PlanStep[] = [];
@@ -133,8 +162,10 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
   const runtimeCommand: PlannedCommand = {
     argv: instance ? instance.start.argv : command.argv,
     env: { ...input.runtimeEnv, ...command.env },
-    // Never the caller's folder: nothing of the host's cwd should reach the container.
-    cwd: "/",
+    // Never the caller's folder: nothing of the host's cwd should reach the container. An
+    // instance starts in its own scratch folder, which Apptainer records in the instance's config:
+    // that is how its service tells its own instance from another of the same name.
+    cwd: instance ? scratch : "/",
     stdin: spec.stdin === true,
     ...(cgroups && { joinCgroups: cgroups.procsFiles }),
   };
@@ -185,25 +216,14 @@ export function planApptainerRun(input: ApptainerPlanInput): ApptainerPlan {
       ...(instance ? ["a service: `instance start`, then its command through `exec instance://NAME`"] : []),
     ],
   };
-  return { plan, command, cgroups, instance, user };
+  return { plan, scratch, command, cgroups, instance, user };
 }
 
 /** The planner facts of an Apptainer profile, checked: a profile file from elsewhere may be anything. */
 export function apptainerPlannerFacts(profile: RuntimeProfile): ApptainerPlannerFacts {
   const p = profile.planner as Partial<ApptainerPlannerFacts> | undefined;
   const r = p?.render as Partial<RenderProbe> | undefined;
-  const booleans = [
-    "userns",
-    "dockerCaps",
-    "noEval",
-    "noUmask",
-    "networkNone",
-    "networkBridge",
-    "memoryLimit",
-    "cpuLimit",
-    "ownCgroups",
-    "gpu",
-  ] as const;
+  const booleans = ["userns", "dockerCaps", "noEval", "noUmask", "ownCgroups"] as const;
   if (
     typeof p?.binary !== "string" ||
     !r ||
@@ -277,20 +297,22 @@ function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[
 /**
  * How a service's instance applies limits: the library's own cgroups follow one process tree,
  * an instance is several (its init, the command, every exec), so it uses Apptainer's own
- * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept.
+ * --memory/--cpus, which root applies to the whole instance. Elsewhere a limit cannot be kept:
+ * refused, or left out with `spec.unsupported: "ignore"`.
  */
-function serviceRender(spec: ContainerSpec, render: RenderProbe): RenderProbe {
-  const native = render.dockerCaps;
+function serviceRender(spec: ContainerSpec, render: RenderProbe): { render: RenderProbe; ignore: string[] } {
   const r = spec.resources;
-  const lacking = [
-    ...(r?.memoryBytes !== undefined && !native ? ["resources.memoryBytes"] : []),
-    ...(r?.cpus !== undefined && !native ? ["resources.cpus"] : []),
-  ];
+  const lacking = render.dockerCaps
+    ? []
+    : [
+        ...(r?.memoryBytes !== undefined ? ["resources.memoryBytes"] : []),
+        ...(r?.cpus !== undefined ? ["resources.cpus"] : []),
+      ];
   if (lacking.length > 0 && spec.unsupported !== "ignore") {
     throw new UnsupportedError(
       lacking[0] === "resources.memoryBytes" ? "memory-limit" : "cpu-limit",
       `spec.${lacking[0]} cannot be kept for a service (an Apptainer instance) here: only root without --userns can limit an instance. Remove it, or set spec.unsupported to "ignore"`,
     );
   }
-  return { ...render, ownCgroups: false, memoryLimit: native, cpuLimit: native };
+  return { render: { ...render, ownCgroups: false }, ignore: lacking };
 }

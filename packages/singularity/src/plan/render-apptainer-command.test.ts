@@ -25,15 +25,14 @@ const ROOT: RenderProbe = {
   dockerCaps: true,
   noEval: true,
   noUmask: true,
-  networkNone: true,
-  networkBridge: false,
-  memoryLimit: true,
-  cpuLimit: true,
   ownCgroups: false,
-  gpu: false,
 };
 /** An unprivileged user: --userns. */
-const USERNS: RenderProbe = { ...ROOT, userns: true, dockerCaps: false, memoryLimit: false, cpuLimit: false };
+const USERNS: RenderProbe = { ...ROOT, userns: true, dockerCaps: false };
+/** What checkCapabilities leaves out for an unprivileged user here (with spec.unsupported "ignore"). */
+const USERNS_GAPS = {
+  ignore: new Set(["network", "resources.memoryBytes", "resources.cpus", "resources.gpus"]),
+};
 const SIF = "/cache/abc.sif";
 
 const render = (spec: Partial<ContainerSpec>, probe = USERNS, image = BARE, options = {}) =>
@@ -42,6 +41,27 @@ const render = (spec: Partial<ContainerSpec>, probe = USERNS, image = BARE, opti
 const flagsOf = (argv: string[]) => argv.slice(argv.indexOf("exec") + 1, argv.indexOf(SIF));
 
 describe("renderApptainerCommand", () => {
+  it("binds the container's environment script last among the env scripts, and gives HOSTNAME unless set", () => {
+    const r = render({ env: { A: "1" } }, ROOT, BARE, {
+      envScript: "/scratch/c-1/environment.sh",
+      hostname: "node7",
+    });
+    const flags = flagsOf(r.argv);
+    const at = flags.indexOf("/scratch/c-1/environment.sh:/.singularity.d/env/99-zz-contexec.sh:ro");
+    expect(flags[at - 1]).toBe("--bind");
+    expect(r.containerEnv).toEqual({
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      A: "1",
+      HOSTNAME: "node7",
+    });
+    expect(r.env.APPTAINERENV_HOSTNAME).toBe("node7");
+    const own = render({ env: { HOSTNAME: "mine" } }, ROOT, BARE, { hostname: "node7" });
+    expect(own.containerEnv.HOSTNAME).toBe("mine");
+    expect(
+      render({}, ROOT, { ...BARE, env: ["HOSTNAME=img"] }, { hostname: "node7" }).containerEnv.HOSTNAME,
+    ).toBe("img");
+  });
+
   it("gives Docker's meaning by default: contained, clean env, writable tmpfs root, umask 022, a working folder", () => {
     const r = render({});
     expect(r.argv).toEqual([
@@ -202,23 +222,18 @@ describe("renderApptainerCommand", () => {
     );
   });
 
-  it("renders network none and bridge where capable; host is Apptainer's default", () => {
+  it("renders network none and bridge; host is Apptainer's default; a network left out is not rendered", () => {
     expect(flagsOf(render({ network: "none" }).argv).join(" ")).toContain("--net --network none");
     expect(flagsOf(render({ network: "host" }).argv)).not.toContain("--net");
-    // bridge is not capable here: left out (the spec was refused or "ignore"d before).
-    expect(flagsOf(render({ network: "bridge" }).argv)).not.toContain("--net");
-    expect(
-      flagsOf(render({ network: "bridge" }, { ...USERNS, networkBridge: true }).argv).join(" "),
-    ).toContain("--net --network bridge");
-    expect(flagsOf(render({ network: "none" }, { ...USERNS, networkNone: false }).argv)).not.toContain(
-      "--net",
-    );
+    expect(flagsOf(render({ network: "bridge" }).argv).join(" ")).toContain("--net --network bridge");
+    // bridge not capable here: left out (the spec was refused, or "ignore"d into the gaps).
+    expect(flagsOf(render({ network: "bridge" }, USERNS, BARE, USERNS_GAPS).argv)).not.toContain("--net");
   });
 
-  it("renders --memory and --cpus only where Apptainer's limits are enforced", () => {
+  it("renders --memory and --cpus unless they are left out as gaps", () => {
     const spec = { resources: { memoryBytes: 64 << 20, cpus: 1.5 } };
     expect(flagsOf(render(spec, ROOT).argv).join(" ")).toContain(`--memory ${64 << 20} --cpus 1.5`);
-    expect(flagsOf(render(spec, USERNS).argv).join(" ")).not.toMatch(/--memory|--cpus/);
+    expect(flagsOf(render(spec, USERNS, BARE, USERNS_GAPS).argv).join(" ")).not.toMatch(/--memory|--cpus/);
   });
 
   it("with the library's own cgroups, binds them over /sys/fs/cgroup instead of --memory/--cpus", () => {
@@ -236,8 +251,8 @@ describe("renderApptainerCommand", () => {
     );
   });
 
-  it("renders GPUs: --nv / --rocm and the visible devices (only where a GPU was found)", () => {
-    const gpu = { ...USERNS, gpu: true };
+  it("renders GPUs: --nv / --rocm and the visible devices (unless left out: no GPU here)", () => {
+    const gpu = USERNS;
     const nv = render(
       { resources: { gpus: { deviceIds: ["0", "GPU-abc"], capabilities: ["compute", "utility"] } } },
       gpu,
@@ -252,7 +267,9 @@ describe("renderApptainerCommand", () => {
     expect(flagsOf(all.argv)).toContain("--nv");
     expect(all.env.APPTAINERENV_CUDA_VISIBLE_DEVICES).toBeUndefined();
     // No GPU on this machine: nothing rendered (the spec was refused or "ignore"d before).
-    expect(flagsOf(render({ resources: { gpus: { count: 1 } } }).argv)).not.toContain("--nv");
+    expect(
+      flagsOf(render({ resources: { gpus: { count: 1 } } }, USERNS, BARE, USERNS_GAPS).argv),
+    ).not.toContain("--nv");
   });
 
   it("leaves out what Apptainer cannot do: user (in userns mode), ports, labels and name are the library's", () => {

@@ -8,6 +8,7 @@ import {
   type SpecIssue,
 } from "@contexec/core";
 import { envPrefixOf, type RuntimeFlavor } from "../probe/runtime-version.js";
+import { CONTAINER_ENV_SCRIPT_TARGET } from "./container-env-script.js";
 import type { NumericUser } from "./image-user.js";
 
 /** What the probe found that changes the command line. Plain data: rendering reads nothing else. */
@@ -24,19 +25,19 @@ export interface RenderProbe {
   noEval: boolean;
   /** `--no-umask` exists (umask 022 in the container, as Docker has, instead of the caller's). */
   noUmask: boolean;
-  networkNone: boolean;
-  networkBridge: boolean;
-  memoryLimit: boolean;
-  cpuLimit: boolean;
   /**
    * Limits are applied through cgroups the library makes (given in {@link RenderOptions.cgroup})
    * instead of Apptainer's --memory/--cpus.
    */
   ownCgroups: boolean;
-  gpu: boolean;
 }
 
 export interface RenderOptions {
+  /**
+   * Spec fields left out: what this runtime cannot do here (the gaps `checkCapabilities` found,
+   * with `spec.unsupported: "ignore"`): the same decision the Docker renderer gets.
+   */
+  ignore?: ReadonlySet<string>;
   /** argv[0]; default "apptainer". */
   binary?: string;
   /** The working folder does not exist in the image: give it an empty private one (Docker creates it). */
@@ -58,6 +59,16 @@ export interface RenderOptions {
    * image or the spec). `--home PATH` alone would mount the host's PATH, leaking it in.
    */
   homeSource?: string;
+  /**
+   * A host file bound at {@link CONTAINER_ENV_SCRIPT_TARGET}: the environment script that takes
+   * Apptainer's own variables out of the container's environment (renderContainerEnvScript).
+   */
+  envScript?: string;
+  /**
+   * HOSTNAME for the container when neither the image nor the spec sets it, as Docker sets it
+   * (there the container's own name; here the host's, which the container shares).
+   */
+  hostname?: string;
 }
 
 export interface ApptainerCommand {
@@ -86,7 +97,7 @@ export interface ApptainerCommand {
  * reaps zombies, as Docker's `--init` does, so a plain `sleep` still dies of SIGTERM), `--pwd` always (Apptainer would
  * start in the host's current folder), `--no-eval` with the environment passed as
  * APPTAINERENV_* (values stay literal; a runtime without --no-eval refuses values a shell
- * would change). Capabilities the probe found missing are left out; the
+ * would change). The fields in `options.ignore` (what the runtime cannot do here) are left out; the
  * caller has already refused the spec unless `spec.unsupported` is "ignore".
  */
 export function renderApptainerCommand(
@@ -211,7 +222,9 @@ function renderParts(
   const command = resolveArgv(image, spec);
   const workdir = resolveWorkdir(image, spec);
   const env = resolveEnv(image, spec.env);
-  const gpus = probe.gpu ? spec.resources?.gpus : undefined;
+  if (options.hostname !== undefined && !env.has("HOSTNAME")) env.set("HOSTNAME", options.hostname);
+  const ignore = options.ignore ?? new Set<string>();
+  const gpus = ignore.has("resources.gpus") ? undefined : spec.resources?.gpus;
   if (gpus) for (const [k, v] of Object.entries(gpuEnv(gpus))) env.set(k, v);
 
   const flags: string[] = ["--containall", "--cleanenv", "--writable-tmpfs"];
@@ -236,20 +249,23 @@ function renderParts(
     // only 'bind' is supported"); a scratch folder is a private tmpfs created at the target.
     else mountFlags.push("--scratch", m.target);
   }
+  if (options.envScript) mountFlags.push("--bind", `${options.envScript}:${CONTAINER_ENV_SCRIPT_TARGET}:ro`);
   if (options.createWorkdir && !(spec.mounts ?? []).some((m) => m.target === workdir)) {
     mountFlags.push("--scratch", workdir);
   }
 
-  if (spec.network === "none" && probe.networkNone) mountFlags.push("--net", "--network", "none");
-  else if (spec.network === "bridge" && probe.networkBridge) mountFlags.push("--net", "--network", "bridge");
+  const network = ignore.has("network") ? undefined : spec.network;
+  if (network === "none") mountFlags.push("--net", "--network", "none");
+  else if (network === "bridge") mountFlags.push("--net", "--network", "bridge");
   // "host" (and no network at all) is Apptainer's default: the host's network.
 
   const r = spec.resources;
   if (probe.ownCgroups) {
     for (const b of options.cgroup?.binds ?? []) mountFlags.push("--bind", `${b.source}:${b.target}:ro`);
   } else {
-    if (r?.memoryBytes !== undefined && probe.memoryLimit) mountFlags.push("--memory", String(r.memoryBytes));
-    if (r?.cpus !== undefined && probe.cpuLimit) mountFlags.push("--cpus", String(r.cpus));
+    if (r?.memoryBytes !== undefined && !ignore.has("resources.memoryBytes"))
+      mountFlags.push("--memory", String(r.memoryBytes));
+    if (r?.cpus !== undefined && !ignore.has("resources.cpus")) mountFlags.push("--cpus", String(r.cpus));
   }
   if (gpus) mountFlags.push(gpus.vendor === "amd" ? "--rocm" : "--nv");
 

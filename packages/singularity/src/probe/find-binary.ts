@@ -1,7 +1,4 @@
-import { constants } from "node:fs";
-import { access, stat } from "node:fs/promises";
-import { delimiter, isAbsolute, join, resolve } from "node:path";
-import { RuntimeUnavailableError } from "@contexec/core";
+import { findExecutable, RuntimeUnavailableError } from "@contexec/core";
 
 /** Environment variable naming the Apptainer/Singularity binary (a path or a name on PATH). */
 export const BINARY_ENV = "CONTEXEC_APPTAINER";
@@ -32,7 +29,7 @@ export async function findBinary(options: FindBinaryOptions = {}): Promise<strin
   const source = options.binary !== undefined ? "the executor config's binary" : `$${BINARY_ENV}`;
   const tried: string[] = [];
   if (configured !== undefined) {
-    const found = await resolveExecutable(configured, path, tried);
+    const found = await findExecutable(configured, path, tried);
     if (found) return found;
     throw new RuntimeUnavailableError(
       "apptainer",
@@ -41,7 +38,7 @@ export async function findBinary(options: FindBinaryOptions = {}): Promise<strin
     );
   }
   for (const name of binaryCandidates(options.runtime)) {
-    const found = await resolveExecutable(name, path, tried);
+    const found = await findExecutable(name, path, tried);
     if (found) return found;
   }
   throw new RuntimeUnavailableError(
@@ -54,30 +51,7 @@ export async function findBinary(options: FindBinaryOptions = {}): Promise<strin
 const INSTALL_HINT =
   "Install Apptainer with scripts/setup-apptainer.sh from the contexec repository, or as described at https://apptainer.org/docs/admin/main/installation.html.";
 
-/** The first executable file called `name` in the folders of `path` (a PATH value). */
+/** The first executable file called `name` in the folders of `path` (a PATH value): core's one `which`. */
 export async function findOnPath(name: string, path: string): Promise<string | undefined> {
-  return resolveExecutable(name, path, []);
-}
-
-async function resolveExecutable(name: string, path: string, tried: string[]): Promise<string | undefined> {
-  const candidates = name.includes("/")
-    ? [resolve(name)]
-    : path
-        .split(delimiter)
-        .filter((d) => isAbsolute(d))
-        .map((d) => join(d, name));
-  for (const c of candidates) {
-    tried.push(c);
-    if (await isExecutableFile(c)) return c;
-  }
-  return undefined;
-}
-
-async function isExecutableFile(p: string): Promise<boolean> {
-  try {
-    await access(p, constants.X_OK);
-    return (await stat(p)).isFile();
-  } catch {
-    return false;
-  }
+  return findExecutable(name, path);
 }

@@ -34,7 +34,8 @@ export async function makeProbeSandbox(
   return { path, hasBusybox: true };
 }
 
-async function findStaticBusybox(env: NodeJS.ProcessEnv): Promise<string | undefined> {
+/** The host's static busybox, if there is one (a dynamic one cannot run in the probe's empty root). */
+export async function findStaticBusybox(env: NodeJS.ProcessEnv): Promise<string | undefined> {
   const candidates = [await findOnPath("busybox", env.PATH ?? ""), "/bin/busybox", "/usr/bin/busybox"];
   for (const c of candidates) if (c && (await isStaticElf(c))) return c;
   return undefined;

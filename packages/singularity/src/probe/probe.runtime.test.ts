@@ -3,14 +3,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CAPABILITY_NAMES } from "@contexec/core";
 import { afterAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import { findBinary } from "./find-binary.js";
 import { probeRuntime } from "./probe.js";
 
-const work = await mkdtemp(join(tmpdir(), "contexec-probe-test-"));
-afterAll(() => rm(work, { recursive: true, force: true }));
+const gate = runtimeGate("apptainer");
 
-describe("probe (real Apptainer)", () => {
+// Nothing is made when the file is skipped: vitest runs no afterAll then.
+const work = gate.skip ? "" : await mkdtemp(join(tmpdir(), "contexec-probe-test-"));
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe.skipIf(gate.skip)(gate.title("probe (real Apptainer)"), () => {
   it("finds flavor and version, and declares every capability, with a reason when off, within 2 s", async () => {
     const started = Date.now();
     const probe = await probeRuntime({ binary: await findBinary(), workDir: work });
@@ -33,6 +39,12 @@ describe("probe (real Apptainer)", () => {
       reason: expect.stringMatching(/no GPU found/),
     });
     expect(probe.capabilities.exec.supported).toBe(true);
+    // The mode is measured: root without a user namespace as root, a user namespace otherwise
+    // (Debian's apptainer has no setuid support: APPTAINER_SUID_INSTALL=0).
+    const root = process.getuid?.() === 0;
+    expect(probe.privilege).toBe(root ? "root" : "userns");
+    expect(probe.render.userns).toBe(!root);
+    expect(probe.details.setuidInstall).toBe("false");
   });
 
   it("with userns: true uses --userns and still runs", async () => {
@@ -42,6 +54,8 @@ describe("probe (real Apptainer)", () => {
       userns: true,
     });
     expect(probe.render.userns).toBe(true);
+    expect(probe.privilege).toBe("userns");
+    expect(probe.details.mode).toBe("user namespace (--userns)");
     expect(probe.render.dockerCaps).toBe(false);
     expect(probe.capabilities.user.supported).toBe(false);
   });
@@ -53,6 +67,7 @@ describe("probe (real Apptainer)", () => {
       expect(a.details.probeMs).toBe(b.details.probeMs);
       expect(executor.probe()).toBe(executor.probe());
       expect(a.runtime).toBe("apptainer");
+      expect(a.privilege).toBe((await executor.probe()).privilege);
       expect(a.details.binary).toMatch(/apptainer$/);
     } finally {
       await executor.close();

@@ -2,16 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  type Capabilities,
-  type CapabilityStatus,
-  type PrivilegeMode,
-  RuntimeUnavailableError,
-  SUPPORTED,
-  unsupported,
-} from "@contexec/core";
-import { execa } from "execa";
-import { DOCKER_DEFAULT_CAPS, type RenderProbe } from "../plan/render-apptainer-command.js";
+import { DOCKER_DEFAULT_CAPS } from "../plan/render-apptainer-command.js";
 import { runtimeProcessEnv } from "../plan/runtime-env.js";
 import {
   applyCgroups,
@@ -22,10 +13,20 @@ import {
 } from "../process/cgroup-limits.js";
 import { joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
 import { type ContainerProcesses, findContainerProcesses, signalProcess } from "../process/process-tree.js";
-import { fatalMessage } from "../process/stderr-tail.js";
+import { runTool } from "../process/run-tool.js";
 import { findOnPath } from "./find-binary.js";
+import {
+  chooseStartMode,
+  type ExecObservation,
+  interpretProbe,
+  MISSING_PROGRAM,
+  type OwnCgroupsObservation,
+  PROBE_MEMORY,
+  type ProbeObservations,
+  type RunRecord,
+  type RuntimeProbe,
+} from "./interpret-probe.js";
 import { makeProbeSandbox } from "./probe-sandbox.js";
-import { parseRuntimeVersion, type RuntimeFlavor } from "./runtime-version.js";
 
 export interface ProbeOptions {
   binary: string;
@@ -38,36 +39,6 @@ export interface ProbeOptions {
   userns?: boolean;
 }
 
-/** What {@link probeRuntime} found: the runtime, the flags it needs, what it can do here. */
-export interface RuntimeProbe {
-  binary: string;
-  flavor: RuntimeFlavor;
-  version: string;
-  /** How containers start here: as root, through the setuid starter, or in a user namespace. */
-  privilege: PrivilegeMode;
-  render: RenderProbe;
-  capabilities: Capabilities;
-  /** nsenter's path when exec works. */
-  nsenter: string | undefined;
-  /** This process's cgroups, under which containers get their own (with `render.ownCgroups`). */
-  cgroupLayout: CgroupLayout | undefined;
-  details: Record<string, string>;
-  durationMs: number;
-  /** ISO time of the probe. */
-  probedAt: string;
-}
-
-interface RunResult {
-  ok: boolean;
-  exitCode: number | undefined;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  /** Why it failed, in Apptainer's words when it gave some. */
-  problem: string;
-}
-
-const PROBE_MEMORY = 64 * 1024 * 1024;
 // Reads the container's own memory and CPU limits from its cgroups (v1 and v2) from inside.
 const LIMITS_SCRIPT =
   'while IFS=: read -r n c p; do for f in memory.limit_in_bytes memory.max cpu.cfs_quota_us cpu.cfs_period_us cpu.max; do for d in "/sys/fs/cgroup/$c$p" "/sys/fs/cgroup$p"; do [ -r "$d/$f" ] && echo "$f $(cat "$d/$f")"; done; done; done < /proc/self/cgroup; true';
@@ -78,103 +49,102 @@ const OWN_LIMITS_SCRIPT = [
   // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
   'do [ -r "$f" ] && echo "${f##*/} $(cat "$f")"; done; true',
 ].join(" ");
-const MISSING = "/.contexec-probe-missing";
 
 /**
- * Finds out what the runtime is and what it can do on this machine, each by one short real run
- * of a tiny folder image: whether `--userns` is needed, `--net --network none` and bridge,
- * whether `--memory`/`--cpus` end up in the container's cgroup, whether exec (nsenter) works.
- * Runs are concurrent and each is bounded by `timeoutMs`; together about 0.3 s here.
+ * Finds out what the runtime is and what it can do on this machine: {@link observeRuntime}'s
+ * short real runs, read by {@link interpretProbe} (pure).
  */
 export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe> {
+  return interpretProbe(await observeRuntime(options));
+}
+
+/**
+ * Runs the probes, each one short real run of a tiny folder image: whether `--userns` is needed,
+ * `--net --network none` and bridge, whether `--memory`/`--cpus` end up in the container's
+ * cgroup, whether the library's own cgroups work, whether exec (nsenter) works. Runs are
+ * concurrent and each is bounded by `timeoutMs`; together about 0.3 s here. Records what
+ * happened and decides nothing but the start mode the later runs need.
+ */
+export async function observeRuntime(options: ProbeOptions): Promise<ProbeObservations> {
   const started = performance.now();
   const env = options.env ?? process.env;
   const timeout = options.timeoutMs ?? 5000;
   const binary = options.binary;
   const processEnv = runtimeProcessEnv(env);
+  const isRoot = process.getuid?.() === 0;
 
-  const run = async (args: string[], program = binary): Promise<RunResult> => {
-    const r = await execa(program, args, {
+  const run = async (args: string[], program = binary): Promise<RunRecord> => {
+    const r = await runTool([program, ...args], {
       env: processEnv,
-      extendEnv: false,
-      cwd: "/",
-      stdin: "ignore",
-      timeout,
-      killSignal: "SIGKILL",
-      reject: false,
-      stripFinalNewline: false,
+      timeoutMs: timeout,
       maxBuffer: 1024 * 1024,
+      keepFinalNewline: true,
     });
-    const stderr = String(r.stderr ?? "");
-    const fatal = fatalMessage(stderr) ?? lastErrorLine(stderr);
-    const problem = r.timedOut
-      ? `the probe run timed out after ${timeout} ms`
-      : (fatal ?? `${binary} exited with code ${r.exitCode ?? r.signal}`);
-    return {
-      ok: r.exitCode === 0 && !r.timedOut,
-      exitCode: r.exitCode,
-      stdout: String(r.stdout ?? ""),
-      stderr,
-      timedOut: !!r.timedOut,
-      problem,
-    };
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
   };
 
-  const [versionRun, helpRun, sandbox] = await Promise.all([
+  const [version, help, buildcfg, sandbox] = await Promise.all([
     run(["--version"]),
     run(["exec", "--help"]),
+    run(["buildcfg"]),
     makeProbeSandbox(options.workDir, env),
   ]);
-  if (!versionRun.ok) {
-    throw new RuntimeUnavailableError(
-      "apptainer",
-      `${binary} --version failed (${versionRun.problem}); check the installation (scripts/setup-apptainer.sh)`,
-    );
-  }
-  const version = parseRuntimeVersion(versionRun.stdout + versionRun.stderr, binary);
-  const help = helpRun.stdout + helpRun.stderr;
-  const noEval = help.includes("--no-eval");
-  const noUmask = help.includes("--no-umask");
+  const o: ProbeObservations = {
+    binary,
+    timeoutMs: timeout,
+    isRoot,
+    preferUserns: options.userns === true,
+    hasBusybox: sandbox.hasBusybox,
+    version,
+    help,
+    buildcfg,
+    durationMs: 0,
+  };
+  const finish = () => {
+    o.durationMs = Math.round(performance.now() - started);
+    return o;
+  };
+  if (version.exitCode !== 0 || version.timedOut) return finish();
 
-  // A run "works" when its command ran; without busybox, when Apptainer got as far as looking
-  // for a program that is not there (the container was set up).
-  const probeCommand = sandbox.hasBusybox ? ["/bin/true"] : [MISSING];
-  const worked = (r: RunResult) =>
-    sandbox.hasBusybox ? r.ok : !r.timedOut && (fatalMessage(r.stderr) ?? "").includes(MISSING);
+  const probeCommand = sandbox.hasBusybox ? ["/bin/true"] : [MISSING_PROGRAM];
   const base = ["--silent", "exec", "--containall"];
-
   // Is --userns needed? As root, the container's root is given Docker's capability set
   // (--no-privs --add-caps): that also avoids "Requesting capability set 0x1ffffffffff while
   // permitted capability set is 0x1fffeffffff" (exit 1) where root lacks a capability (here
   // CAP_SYS_RESOURCE). Without a user namespace Apptainer mounts the SIF with the kernel's
   // squashfs, not squashfuse (whose readdir has no "." and ".." entries, squashfuse 0.1.105).
-  const isRoot = process.getuid?.() === 0;
   const rootFlags = isRoot ? ["--no-privs", "--add-caps", DOCKER_DEFAULT_CAPS.join(",")] : [];
+  // A caller other than root is in setuid mode when the runtime is setuid root, else Apptainer
+  // (>= 1.1) makes a user namespace by itself: the plain run's /proc/self/uid_map tells which.
   const [plain, userns] = await Promise.all([
-    run([...base, ...rootFlags, sandbox.path, ...probeCommand]),
+    run([
+      ...base,
+      ...rootFlags,
+      sandbox.path,
+      ...(sandbox.hasBusybox ? ["/bin/cat", "/proc/self/uid_map"] : probeCommand),
+    ]),
     run([...base, "--userns", sandbox.path, ...probeCommand]),
   ]);
+  o.start = { plain, userns };
   let useUserns: boolean;
-  if (worked(plain) && !(options.userns && worked(userns))) useUserns = false;
-  else if (worked(userns)) useUserns = true;
-  else {
-    throw new RuntimeUnavailableError(
-      "apptainer",
-      `${binary} cannot start a container here. Without --userns: ${plain.problem}. With --userns: ${userns.problem}. ` +
-        "Check apptainer.conf (allow user ns, allow container dir) and the installation (scripts/setup-apptainer.sh).",
-    );
+  try {
+    useUserns = chooseStartMode(o).userns;
+  } catch {
+    return finish();
   }
   const flags = [...base, ...(useUserns ? ["--userns"] : rootFlags)];
 
   const layout = await detectCgroupLayout();
-  const [netNone, netBridge, limits, exec, own, asUser] = await Promise.all([
-    sandbox.hasBusybox
+  if (layout) o.cgroupLayout = layout;
+  const bb = sandbox.hasBusybox;
+  const [netNone, netBridge, limits, exec, own, asUser, gpu] = await Promise.all([
+    bb
       ? run([...flags, "--net", "--network", "none", sandbox.path, "/bin/cat", "/proc/net/dev"])
-      : run([...flags, "--net", "--network", "none", sandbox.path, MISSING]),
-    sandbox.hasBusybox
+      : run([...flags, "--net", "--network", "none", sandbox.path, MISSING_PROGRAM]),
+    bb
       ? run([...flags, "--net", "--network", "bridge", sandbox.path, "/bin/cat", "/proc/net/dev"])
-      : Promise.resolve(undefined),
-    sandbox.hasBusybox
+      : undefined,
+    bb
       ? run([
           ...flags,
           "--memory",
@@ -186,22 +156,22 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
           "-c",
           LIMITS_SCRIPT,
         ])
-      : Promise.resolve(undefined),
-    probeExec(binary, [...flags, sandbox.path], sandbox.hasBusybox, useUserns, processEnv, env, timeout),
-    sandbox.hasBusybox && layout
-      ? probeOwnCgroups(
+      : undefined,
+    observeExec(binary, [...flags, sandbox.path], bb, useUserns, isRoot, processEnv, env, timeout),
+    bb && layout
+      ? observeOwnCgroups(
           layout,
           (argv) => run(argv.slice(1), argv[0] as string),
           [binary, ...flags],
           sandbox.path,
           join(options.workDir, "cgroup-mount-points"),
         )
-      : Promise.resolve({
-          ok: false as const,
+      : Promise.resolve<OwnCgroupsObservation>({
+          outcome: "not-tried",
           reason: layout ? "no static busybox to run the probe" : "no cgroup file system found",
         }),
     // Root can start a container as another user (--security uid:U,gid:G, root only).
-    !useUserns && isRoot && sandbox.hasBusybox
+    !useUserns && isRoot && bb
       ? run([
           ...base,
           "--no-privs",
@@ -211,172 +181,37 @@ export async function probeRuntime(options: ProbeOptions): Promise<RuntimeProbe>
           "/bin/cat",
           "/proc/self/status",
         ])
-      : Promise.resolve(undefined),
+      : undefined,
+    findGpu(env),
   ]);
-
-  const networkNone = sandbox.hasBusybox
-    ? netNone.ok && interfacesOf(netNone.stdout).join(",") === "lo"
-      ? SUPPORTED
-      : unsupported(
-          netNone.ok
-            ? `--net --network none left interfaces other than lo (${interfacesOf(netNone.stdout).join(", ")})`
-            : `${binary} --net --network none failed: ${netNone.problem}`,
-        )
-    : worked(netNone)
-      ? SUPPORTED
-      : unsupported(`${binary} --net --network none failed: ${netNone.problem}`);
-
-  let networkBridge: CapabilityStatus;
-  if (!netBridge)
-    networkBridge = unsupported(
-      "not probed: no static busybox on this host to run the probe (install busybox-static)",
-    );
-  else if (netBridge.ok && interfacesOf(netBridge.stdout).some((i) => i !== "lo")) networkBridge = SUPPORTED;
-  else
-    networkBridge = unsupported(
-      netBridge.ok
-        ? "--net --network bridge gave the container no interface but lo"
-        : `Apptainer's bridge network (CNI) is not available here: ${netBridge.problem}`,
-    );
-
-  let memoryLimit: CapabilityStatus;
-  let cpuLimit: CapabilityStatus;
-  if (own.ok) {
-    memoryLimit = SUPPORTED;
-    cpuLimit = SUPPORTED;
-  } else if (!limits) {
-    const reason =
-      "could not be measured: no static busybox on this host to run the probe (install busybox-static)";
-    memoryLimit = unsupported(reason);
-    cpuLimit = unsupported(reason);
-  } else if (!limits.ok) {
-    const reason = `${binary} refused --memory/--cpus here: ${limits.problem}`;
-    memoryLimit = unsupported(reason);
-    cpuLimit = unsupported(reason);
-  } else {
-    const seen = parseLimits(limits.stdout);
-    memoryLimit =
-      seen.memoryBytes === PROBE_MEMORY
-        ? SUPPORTED
-        : unsupported(
-            `Apptainer accepts --memory but the container's cgroup has no such limit (${useUserns ? "--userns; " : ""}cgroups are not applied without root or systemd delegation here)`,
-          );
-    cpuLimit =
-      seen.cpus !== undefined && Math.abs(seen.cpus - 0.5) < 0.01
-        ? SUPPORTED
-        : unsupported(
-            `Apptainer accepts --cpus but the container's cgroup has no CPU quota (${useUserns ? "--userns; " : ""}cgroups are not applied without root or systemd delegation here)`,
-          );
-  }
-
-  const gpu = await findGpu(env);
-  const capabilities: Capabilities = {
-    "network-none": networkNone,
-    "network-bridge": networkBridge,
-    "network-host": SUPPORTED,
-    "memory-limit": memoryLimit,
-    "cpu-limit": cpuLimit,
-    gpu: gpu
-      ? SUPPORTED
-      : unsupported("no GPU found: no nvidia-smi/rocm-smi on PATH and no /dev/nvidia0 or /dev/kfd"),
-    "oom-detection":
-      own.ok && own.oomCounted
-        ? SUPPORTED
-        : unsupported(
-            own.ok
-              ? "this kernel's memory cgroup does not count OOM kills (no oom_kill in memory.oom_control / memory.events)"
-              : `Apptainer reports a container the OOM killer ended as killed by SIGKILL (exit 137) and removes its cgroup (with the OOM count) as it exits; the library's own cgroups, which keep the count, cannot be made here (${own.reason})`,
-          ),
-    user:
-      asUser?.ok && /^Uid:\s+65534\s/m.test(asUser.stdout)
-        ? SUPPORTED
-        : unsupported(
-            asUser
-              ? `${binary} --security uid:65534,gid:65534 did not run the container as that user: ${asUser.ok ? "it ran as another uid" : asUser.problem}`
-              : useUserns
-                ? "Apptainer runs the container as the calling user (mapped to itself in its user namespace); only root without --userns can switch users (--security uid:U,gid:G), and root needs --userns here"
-                : isRoot
-                  ? "not probed: no static busybox on this host to run the probe (install busybox-static)"
-                  : "Apptainer runs the container as the calling user; switching users (--security uid:U,gid:G) is for root only",
-          ),
-    ports: unsupported(
-      "Apptainer has no port publishing: a container shares the host's network, so a service listens on the host's ports directly",
-    ),
-    exec: exec.status,
-  };
-
-  const render: RenderProbe = {
-    flavor: version.flavor,
-    userns: useUserns,
-    dockerCaps: !useUserns && isRoot,
-    noEval,
-    noUmask,
-    networkNone: networkNone.supported,
-    networkBridge: networkBridge.supported,
-    memoryLimit: memoryLimit.supported,
-    cpuLimit: cpuLimit.supported,
-    ownCgroups: own.ok,
-    gpu: gpu !== undefined,
-  };
-  const durationMs = Math.round(performance.now() - started);
-  return {
-    binary,
-    flavor: version.flavor,
-    version: version.version,
-    privilege: useUserns ? "userns" : isRoot ? "root" : "setuid",
-    probedAt: new Date().toISOString(),
-    render,
-    capabilities,
-    nsenter: exec.status.supported ? exec.nsenter : undefined,
-    cgroupLayout: own.ok ? layout : undefined,
-    details: {
-      binary,
-      mode: useUserns
-        ? "user namespace (--userns)"
-        : isRoot
-          ? "root, Docker's capabilities (--no-privs --add-caps)"
-          : "setuid",
-      noEval: String(noEval),
-      noUmask: String(noUmask),
-      limits: own.ok
-        ? `own cgroups (v${layout?.version}), bound over /sys/fs/cgroup in the container`
-        : memoryLimit.supported
-          ? "Apptainer's --memory/--cpus"
-          : "none",
-      probeImage: sandbox.hasBusybox ? "folder image with the host's static busybox" : "empty folder image",
-      probeMs: String(durationMs),
-      ...(gpu ? { gpu } : {}),
-    },
-    durationMs,
-  };
+  o.netNone = netNone;
+  if (netBridge) o.netBridge = netBridge;
+  if (limits) o.limits = limits;
+  if (asUser) o.asUser = asUser;
+  if (gpu) o.gpu = gpu;
+  o.exec = exec;
+  o.ownCgroups = own;
+  return finish();
 }
 
 /**
  * Starts a container that sleeps, enters it with nsenter and runs `true`: what exec() does.
  * Without busybox nothing can be left running, so the answer comes from what nsenter needs.
  */
-async function probeExec(
+async function observeExec(
   binary: string,
   prefix: string[],
   hasBusybox: boolean,
   userns: boolean,
+  isRoot: boolean,
   processEnv: Record<string, string>,
   env: NodeJS.ProcessEnv,
   timeout: number,
-): Promise<{ status: CapabilityStatus; nsenter?: string }> {
+): Promise<ExecObservation> {
   const nsenter = await findOnPath("nsenter", env.PATH ?? "/usr/bin:/bin");
-  if (!nsenter)
-    return {
-      status: unsupported("nsenter (util-linux) is not installed; exec enters the container with it"),
-    };
-  if (!userns && process.getuid?.() !== 0) {
-    return {
-      status: unsupported(
-        "setuid Apptainer makes root-owned namespaces that an unprivileged caller cannot enter; use an installation with user namespaces",
-      ),
-    };
-  }
-  if (!hasBusybox) return { status: SUPPORTED, nsenter };
+  if (!nsenter) return { outcome: "no-nsenter" };
+  if (!userns && !isRoot) return { outcome: "setuid-unprivileged", nsenter };
+  if (!hasBusybox) return { outcome: "not-tried", nsenter };
 
   const child = spawn(binary, [...prefix, "/bin/sleep", "30"], {
     env: processEnv,
@@ -397,29 +232,16 @@ async function probeExec(
       found = await findContainerProcesses(child.pid);
       if (!found) await new Promise((r) => setTimeout(r, 10));
     }
-    if (!found) {
-      return {
-        status: unsupported(`the exec probe container did not start: ${fatalMessage(stderr) ?? "timed out"}`),
-      };
-    }
+    if (!found) return { outcome: "no-container", nsenter, stderr };
     const argv = await nsenterArgv(nsenter, found.main.pid, ["/bin/true"], "/");
-    const r = await execa(argv[0] as string, argv.slice(1), {
-      env: { PATH: "/bin" },
-      extendEnv: false,
-      stdin: "ignore",
-      timeout,
-      reject: false,
-      killSignal: "SIGKILL",
-    });
-    return r.exitCode === 0
-      ? { status: SUPPORTED, nsenter }
-      : {
-          status: unsupported(
-            `nsenter into the container failed: ${String(r.stderr).trim() || `exit ${r.exitCode}`}`,
-          ),
-        };
+    const r = await runTool(argv, { env: { PATH: "/bin" }, timeoutMs: timeout });
+    return {
+      outcome: "entered",
+      nsenter,
+      run: { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut },
+    };
   } catch (err) {
-    return { status: unsupported(`nsenter into the container failed: ${(err as Error).message}`) };
+    return { outcome: "error", nsenter, message: (err as Error).message };
   } finally {
     // SIGKILL to the group ends the runtime and its namespace (a folder image needs no squashfuse).
     if (child.pid !== undefined && child.exitCode === null) {
@@ -431,28 +253,29 @@ async function probeExec(
 
 /**
  * Makes cgroups for a probe container the way the executor makes them for a container with
- * limits (under this process's own cgroups), runs it inside them and reads the limits it sees.
+ * limits (under this process's own cgroups), runs it inside them and records what it read.
  */
-async function probeOwnCgroups(
+async function observeOwnCgroups(
   layout: CgroupLayout,
-  runArgv: (argv: string[]) => Promise<RunResult>,
+  runArgv: (argv: string[]) => Promise<RunRecord>,
   runtimeArgv: string[],
   image: string,
   skeletonDir: string,
-): Promise<{ ok: true; oomCounted: boolean } | { ok: false; reason: string }> {
+): Promise<OwnCgroupsObservation> {
   const plan = planCgroups(
     layout,
     `contexec-probe-${process.pid}-${randomBytes(4).toString("hex")}`,
     { memoryBytes: PROBE_MEMORY, cpus: 0.5 },
     skeletonDir,
   );
-  if (!plan) return { ok: false, reason: `cgroup v${layout.version} has no memory and cpu controllers here` };
+  if (!plan) return { outcome: "no-controllers", version: layout.version };
   try {
     await applyCgroups(plan);
   } catch (err) {
     return {
-      ok: false,
-      reason: `cannot make a cgroup under ${layout.memory?.own ?? "this process's cgroup"}: ${(err as Error).message}`,
+      outcome: "cannot-make",
+      under: layout.memory?.own ?? "this process's cgroup",
+      message: (err as Error).message,
     };
   }
   try {
@@ -460,52 +283,13 @@ async function probeOwnCgroups(
     const r = await runArgv(
       joinCgroupsArgv(plan.procsFiles, [...runtimeArgv, ...binds, image, "/bin/sh", "-c", OWN_LIMITS_SCRIPT]),
     );
-    if (!r.ok) return { ok: false, reason: `a container in its own cgroup failed: ${r.problem}` };
-    const seen = parseLimits(r.stdout);
-    if (seen.memoryBytes !== PROBE_MEMORY || seen.cpus === undefined || Math.abs(seen.cpus - 0.5) > 0.01) {
-      return {
-        ok: false,
-        reason: `a container in its own cgroup did not see its limits (${r.stdout.trim() || "nothing read"})`,
-      };
-    }
     const oomCounted = plan.oomFile
       ? /^oom_kill \d+$/m.test(await readFile(plan.oomFile, "utf8").catch(() => ""))
       : false;
-    return { ok: true, oomCounted };
+    return { outcome: "ran", run: r, oomCounted };
   } finally {
     await removeCgroups(plan);
   }
-}
-
-/** Interface names in /proc/net/dev output. */
-export function interfacesOf(procNetDev: string): string[] {
-  return procNetDev
-    .split("\n")
-    .map((l) => /^\s*([^\s:|]+):/.exec(l)?.[1])
-    .filter((x): x is string => x !== undefined);
-}
-
-/** The memory limit and CPUs read by the limits probe script (the smallest limit seen). */
-export function parseLimits(output: string): { memoryBytes?: number; cpus?: number } {
-  let memoryBytes: number | undefined;
-  let quota: number | undefined;
-  let period: number | undefined;
-  let cpus: number | undefined;
-  for (const line of output.split("\n")) {
-    const [file, ...rest] = line.trim().split(/\s+/);
-    const value = rest.join(" ");
-    if ((file === "memory.limit_in_bytes" || file === "memory.max") && /^\d+$/.test(value)) {
-      const n = Number(value);
-      if (memoryBytes === undefined || n < memoryBytes) memoryBytes = n;
-    } else if (file === "cpu.cfs_quota_us" && /^\d+$/.test(value)) quota = Number(value);
-    else if (file === "cpu.cfs_period_us" && /^\d+$/.test(value)) period = Number(value);
-    else if (file === "cpu.max") {
-      const m = /^(\d+)\s+(\d+)$/.exec(value);
-      if (m) cpus = Number(m[1]) / Number(m[2]);
-    }
-  }
-  if (cpus === undefined && quota !== undefined && period) cpus = quota / period;
-  return { ...(memoryBytes !== undefined && { memoryBytes }), ...(cpus !== undefined && { cpus }) };
 }
 
 /** A description of the GPU found on the host, or undefined. */
@@ -523,15 +307,4 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-// The setuid path fails before any FATAL with an "ERROR  : ..." line (exit 1).
-function lastErrorLine(stderr: string): string | undefined {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI colour codes
-  const lines = stderr.replace(/\x1b\[[0-9;]*m/g, "").split("\n");
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const m = /^(?:ERROR|Error)\s*:?\s*(.*)$/.exec((lines[i] as string).trim());
-    if (m) return (lines[i] as string).trim();
-  }
-  return undefined;
 }

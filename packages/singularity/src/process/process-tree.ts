@@ -1,16 +1,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { readdir, readFile, readlink } from "node:fs/promises";
+import { type ProcStat, parseProcStat as parseStat, readProcStat } from "@contexec/core";
 
-/** One process as /proc shows it. */
-export interface ProcessEntry {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  /** Start time in clock ticks since boot: with the pid, it names one process (pids are reused). */
-  startTime: number;
-  /** One letter: R running, S sleeping, D disk wait, Z zombie (ended, not yet reaped), ... */
-  state: string;
-}
+/** One process as /proc shows it (pid, parent, group, session, start time, state). */
+export type ProcessEntry = ProcStat;
 
 /** Reads pid, parent and process group of every process from /proc (Linux only). */
 export async function listProcesses(): Promise<ProcessEntry[]> {
@@ -48,20 +41,6 @@ export function listProcessesSync(): ProcessEntry[] {
     }
   }
   return out;
-}
-
-/** Parses /proc/PID/stat; the command name is in parentheses and may hold spaces or ")". */
-export function parseStat(stat: string): ProcessEntry | undefined {
-  const close = stat.lastIndexOf(")");
-  const pid = Number.parseInt(stat, 10);
-  if (close < 0 || !Number.isFinite(pid)) return undefined;
-  const fields = stat.slice(close + 2).split(" ");
-  // fields[0] is field 3 of stat(5) (the state); then ppid, pgrp, ...; starttime is field 22.
-  const ppid = Number(fields[1]);
-  const pgid = Number(fields[2]);
-  const startTime = Number(fields[19]);
-  if (!Number.isFinite(ppid) || !Number.isFinite(pgid)) return undefined;
-  return { pid, ppid, pgid, startTime: Number.isFinite(startTime) ? startTime : 0, state: fields[0] ?? "?" };
 }
 
 /** Every descendant of `root` (not `root` itself), parents before children. */
@@ -142,12 +121,8 @@ export async function findNamespaceInit(root: number): Promise<{ pid: number; pi
 }
 
 /** One process's entry; undefined once it has gone. */
-export async function processEntry(pid: number): Promise<ProcessEntry | undefined> {
-  try {
-    return parseStat(await readFile(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return undefined;
-  }
+export function processEntry(pid: number): Promise<ProcessEntry | undefined> {
+  return readProcStat(pid);
 }
 
 /** The same process still runs: same pid and start time. */

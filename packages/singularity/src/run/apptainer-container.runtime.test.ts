@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ContainerSpec, collect, runContainer } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import {
   descendantsOf,
@@ -17,6 +18,8 @@ import {
 import { runChild } from "../test-support/child-process.js";
 import { fixtures } from "../test-support/fixtures.js";
 import type { ApptainerContainer } from "./apptainer-container.js";
+
+const gate = runtimeGate("apptainer");
 
 const { busybox, layered } = fixtures();
 let work: string;
@@ -61,7 +64,7 @@ const modes = [
   ["userns mode", () => usernsExecutor],
 ] as const;
 
-describe.each(modes)("process control (%s)", (_mode, ex) => {
+describe.skipIf(gate.skip).each(modes)(gate.title("process control (%s)"), (_mode, ex) => {
   const run = (spec: Partial<ContainerSpec>, input?: string) =>
     runContainer(ex(), { image, ...spec }, input !== undefined ? { input } : {});
 
@@ -208,7 +211,7 @@ describe.each(modes)("process control (%s)", (_mode, ex) => {
   });
 });
 
-describe("no orphans when this process ends", () => {
+describe.skipIf(gate.skip)(gate.title("no orphans when this process ends"), () => {
   it.each([
     ["exit", "root"],
     ["throw", "root"],
@@ -244,7 +247,7 @@ describe("no orphans when this process ends", () => {
   );
 });
 
-describe("lifecycle races", () => {
+describe.skipIf(gate.skip)(gate.title("lifecycle races"), () => {
   it("remove() during start() waits for it and kills what it started", async () => {
     const c = await executor.create({ image, command: ["sleep", "1000"] });
     c.stdout.resume();

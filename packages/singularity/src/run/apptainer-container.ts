@@ -23,11 +23,14 @@ import {
   raceAbort,
   runCleanupSteps,
   runPlanSteps,
+  type SideChannels,
+  type Supervision,
   throwIfAborted,
   UnsupportedError,
   validateArgv,
   type WaitOptions,
 } from "@contexec/core";
+import { type ContainerRecord, processRef, type ResourceLedger } from "../owner/leftover-records.js";
 import type { ApptainerCommand } from "../plan/render-apptainer-command.js";
 import { type CgroupPlan, moveIntoCgroups, oomKilledIn } from "../process/cgroup-limits.js";
 import { cgroupProcsFiles, joinCgroupsArgv, nsenterArgv } from "../process/nsenter.js";
@@ -46,7 +49,7 @@ import {
 } from "../process/process-tree.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { guardProcess } from "./exit-guard.js";
-import { type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
+import { type FifoSource, type FifoStdio, openFifoStdio } from "./fifo-stdio.js";
 
 /** Everything a container needs to run, decided by the executor at create(). */
 export interface ContainerPlan {
@@ -66,9 +69,17 @@ export interface ContainerPlan {
   /** The container's own cgroups (limits): made by the plan's steps at start, removed by its steps after exit. */
   cgroups: CgroupPlan | undefined;
   /** A private folder for the FIFOs of the standard streams. */
-  fifoDir: string;
+  fifoDir: FifoSource;
+  /** The container's scratch folder (the plan makes it and removes it). */
+  scratch: string;
+  /** Its record in the executor's owner folder, for a sweep after a crash. */
+  ledger: ResourceLedger<ContainerRecord>;
+  /** The spec's host commands and supervision files: served while the container exists. */
+  sideChannels: SideChannels;
   /** Called once the container is removed. */
   onRemoved: (c: ApptainerContainer) => void;
+  /** Called when the runtime itself failed (not the command): what the probe found may no longer hold. */
+  onRuntimeFailure?: () => void;
 }
 
 type Outcome = { status: ExitStatus } | { error: ContainerError };
@@ -89,6 +100,7 @@ export class ApptainerContainer implements Container {
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  readonly supervision: Supervision | undefined;
 
   readonly #plan: ContainerPlan;
   readonly #stdout = new PassThrough();
@@ -117,6 +129,7 @@ export class ApptainerContainer implements Container {
     this.stdin = this.#stdin;
     this.stdout = this.#stdout;
     this.stderr = this.#stderr;
+    this.supervision = plan.sideChannels.supervision;
   }
 
   /** The runtime command this container runs (for logs and dry runs). */
@@ -143,6 +156,13 @@ export class ApptainerContainer implements Container {
 
   async #start(): Promise<void> {
     const { command } = this.#plan.run;
+    // Recorded before anything is made: a crash from here on leaves nothing a sweep cannot find.
+    await this.#plan.ledger.write({
+      kind: "container",
+      id: this.id,
+      scratch: this.#plan.scratch,
+      cgroups: this.#plan.cgroups?.dirs ?? [],
+    });
     try {
       await runPlanSteps(this.#plan.run.before);
     } catch (err) {
@@ -218,7 +238,12 @@ export class ApptainerContainer implements Container {
         settled = true;
         stdio.stdin?.destroy();
         const { code, signal } = exit;
-        void this.#oomKilled().then((oom) => resolve(this.#finish(this.#outcomeOf(code, signal, oom))));
+        void this.#oomKilled()
+          .then((oom) => this.#outcomeOf(code, signal, oom))
+          .then(async (o) =>
+            "status" in o ? { status: await this.#plan.sideChannels.completeExit(o.status) } : o,
+          )
+          .then((o) => resolve(this.#finish(o)));
       };
       for (const stream of [stdio.stdout, stdio.stderr]) {
         stream.once("close", () => {
@@ -239,6 +264,10 @@ export class ApptainerContainer implements Container {
         }, 3000).unref();
       });
     });
+    // Spawned detached, the runtime leads a session: what it starts stays in it (squashfuse_ll
+    // too), which is how a sweep finds it all after a crash. (Not awaited: the exit must be
+    // listened for from the start.)
+    void processRef(pid).then((runtime) => runtime && this.#plan.ledger.write({ runtime }));
     // With limits, find the container's processes at once and put them under their limits.
     // (Without, nothing is looked up until kill or exec need it: a batch run pays nothing.)
     const cgroups = this.#plan.cgroups;
@@ -250,7 +279,7 @@ export class ApptainerContainer implements Container {
   }
 
   #failStart(error: ContainerError): never {
-    void runCleanupSteps(this.#plan.run.after);
+    void runCleanupSteps(this.#plan.run.after).then(() => this.#plan.ledger.forget());
     this.#state = "exited";
     this.#stdout.end();
     this.#stderr.end();
@@ -374,6 +403,8 @@ export class ApptainerContainer implements Container {
       this.#stdin?.destroy();
       // Steps after are idempotent: a container that never started (or whose exit already ran them) loses nothing.
       await runCleanupSteps(this.#plan.run.after);
+      await this.#plan.sideChannels.close();
+      await this.#plan.ledger.forget();
       this.#state = "removed";
       this.#plan.onRemoved(this);
     })();
@@ -485,6 +516,7 @@ export class ApptainerContainer implements Container {
       return { error: new CommandNotFoundError(failure.command, failure.message) };
     }
     if (failure) {
+      this.#plan.onRuntimeFailure?.();
       return {
         error: new RuntimeError(this.#plan.runtime, failure.message, {
           runtimeExitCode: exitCode,
@@ -530,7 +562,7 @@ export function delay(ms: number): Promise<void> {
 export async function startFifoProcess(
   argv: string[],
   env: Record<string, string>,
-  fifoDir: string,
+  fifoDir: FifoSource,
   withStdin: boolean,
   signal: AbortSignal | undefined,
   runtime: string,
@@ -566,7 +598,7 @@ export async function startFifoProcess(
 export async function runCollected(
   argv: string[],
   env: Record<string, string>,
-  fifoDir: string,
+  fifoDir: FifoSource,
   input: string | Uint8Array | undefined,
   signal: AbortSignal | undefined,
 ): Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {

@@ -18,13 +18,14 @@ import {
   type StopOptions,
   validateArgv,
 } from "@contexec/core";
-import { execa } from "execa";
+import { processRef, type ResourceLedger, type ServiceRecord } from "../owner/leftover-records.js";
 import {
   type ApptainerCommand,
   type RenderProbe,
   renderInstanceExec,
 } from "../plan/render-apptainer-command.js";
 import { envPrefixOf } from "../probe/runtime-version.js";
+import { instanceStartFolder } from "../process/instance-start-folder.js";
 import {
   findNamespaceInit,
   isSameProcess,
@@ -32,8 +33,11 @@ import {
   processEntry,
   signalProcess,
 } from "../process/process-tree.js";
+import { runTool } from "../process/run-tool.js";
 import { classifyRuntimeFailure, StreamTail } from "../process/stderr-tail.js";
 import { delay, runCollected, startFifoProcess } from "./apptainer-container.js";
+import { guardProcess } from "./exit-guard.js";
+import type { FifoSource } from "./fifo-stdio.js";
 
 /** Bytes of each stream a service keeps for logs(): the most recent ones. */
 const LOG_LIMIT = 1024 * 1024;
@@ -57,7 +61,14 @@ export interface ServicePlan {
   network: NetworkMode | undefined;
   stopSignal: NodeJS.Signals | undefined;
   /** A private folder for the FIFOs of the standard streams. */
-  fifoDir: string;
+  fifoDir: FifoSource;
+  /**
+   * The folder `instance start` runs in: this service's own. Apptainer records it in the
+   * instance's config, which tells this service's instance from another of the same name.
+   */
+  startCwd: string;
+  /** Its record in the executor's owner folder (written before the instance starts), for a sweep after a crash. */
+  ledger: ResourceLedger<ServiceRecord>;
   onStopped: (s: ApptainerService) => void;
 }
 
@@ -78,11 +89,14 @@ export class ApptainerService implements Service {
   readonly #stderrTail = new StreamTail(8192);
   #state: ContainerState = "created";
   #instanceInit: ProcessEntry | undefined;
+  /** `instance start` succeeded: the instance of this name is this service's. */
+  #made = false;
   #mainPid: number | undefined;
   #done: Promise<Outcome> | undefined;
   #outcome: Outcome | undefined;
   #stopping: Promise<ExitStatus> | undefined;
   #ending: Promise<void> | undefined;
+  #unguard: (() => void) | undefined;
 
   constructor(plan: ServicePlan) {
     this.#plan = plan;
@@ -104,13 +118,10 @@ export class ApptainerService implements Service {
     if (this.#state !== "created") throw new ContainerStateError("start", this.#state);
     this.#state = "running";
     const { start, processEnv, runtime } = this.#plan;
-    const made = await execa(start.argv[0] as string, start.argv.slice(1), {
+    const made = await runTool(start.argv, {
       env: processEnv,
-      extendEnv: false,
-      cwd: "/",
-      stdin: "ignore",
-      reject: false,
-      timeout: INSTANCE_START_TIMEOUT_MS,
+      cwd: this.#plan.startCwd,
+      timeoutMs: INSTANCE_START_TIMEOUT_MS,
     });
     if (made.exitCode !== 0) {
       this.#state = "exited";
@@ -122,11 +133,15 @@ export class ApptainerService implements Service {
         { ...(made.exitCode !== undefined && { runtimeExitCode: made.exitCode }), stderr },
       );
       this.#outcome = { error };
-      // A half-made instance must not stay behind.
+      // A half-made instance must not stay behind; one of the same name that was there first
+      // (a refused duplicate) is not this service's and is left alone.
       await this.#endInstance();
       throw error;
     }
+    this.#made = true;
     this.#instanceInit = await this.#findInstanceInit();
+    const init = this.#instanceInit;
+    if (init) await this.#plan.ledger.write({ init: { pid: init.pid, startTime: init.startTime } });
     await this.#startMain();
   }
 
@@ -141,6 +156,12 @@ export class ApptainerService implements Service {
       this.#plan.runtime,
     );
     this.#mainPid = proc.pid;
+    // If this process exits first, the instance goes with it (its init) and so does the command's exec.
+    if (proc.pid !== undefined) {
+      const initPid = this.#instanceInit?.pid;
+      this.#unguard = guardProcess({ pid: proc.pid, initPid });
+      void processRef(proc.pid).then((ref) => ref && this.#plan.ledger.write({ main: ref }));
+    }
     proc.stdout.on("data", (b: Buffer) => this.#stdout.push(b));
     proc.stderr.on("data", (b: Buffer) => {
       this.#stderr.push(b);
@@ -286,53 +307,50 @@ export class ApptainerService implements Service {
     return found ? processEntry(found.pid) : undefined;
   }
 
-  /** The instance's init (the pid `instance list` gives), to end the instance by. */
+  /**
+   * This service's instance's init (the pid `instance list` gives), to end the instance by. An
+   * instance of this name started from another folder is another's. Where the start folder cannot
+   * be read (a setuid starter's processes), the name is trusted only once `instance start` has
+   * succeeded.
+   */
   async #findInstanceInit(): Promise<ProcessEntry | undefined> {
-    const { binary, baseEnv } = this.#plan;
-    const r = await execa(binary, ["instance", "list", "--json", this.name], {
-      env: baseEnv,
-      extendEnv: false,
-      reject: false,
-      timeout: 30_000,
-      stdin: "ignore",
-    });
-    const pid = parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
-    return pid === undefined ? undefined : processEntry(pid);
+    const pid = await this.#listedPid();
+    if (pid === undefined) return undefined;
+    const folder = await instanceStartFolder(pid);
+    const ours = folder !== undefined ? folder === this.#plan.startCwd : this.#made;
+    return ours ? processEntry(pid) : undefined;
   }
 
   /**
-   * Ends the instance: SIGKILL to its init ends every process in its PID namespace and Apptainer
-   * cleans up after it (0.15 s here, where `instance stop` takes 1.5-3.5 s). If the instance is
-   * still listed after that, `instance stop --force` is the fallback.
+   * Ends this service's instance, and nothing else: SIGKILL to its init ends every process in
+   * its PID namespace and Apptainer cleans up after it (0.15 s here, where `instance stop` takes
+   * 1.5-3.5 s). `instance stop --force` is the fallback while the name is still listed with that
+   * init's pid.
    */
   #endInstance(): Promise<void> {
     this.#ending ??= (async () => {
       const init = this.#instanceInit ?? (await this.#findInstanceInit().catch(() => undefined));
-      if (init && (await isSameProcess(init))) signalProcess(init.pid, "SIGKILL");
+      this.#unguard?.();
+      this.#unguard = undefined;
+      if (!init) return;
+      if (await isSameProcess(init)) signalProcess(init.pid, "SIGKILL");
       for (let i = 0; i < 100; i++) {
-        if (!(await this.#listed())) return;
+        if ((await this.#listedPid()) !== init.pid) return;
         await delay(50);
       }
-      await execa(this.#plan.binary, ["instance", "stop", "--force", this.name], {
+      await runTool([this.#plan.binary, "instance", "stop", "--force", this.name], {
         env: this.#plan.baseEnv,
-        extendEnv: false,
-        reject: false,
-        timeout: 30_000,
-        stdin: "ignore",
       });
     })();
     return this.#ending;
   }
 
-  async #listed(): Promise<boolean> {
-    const r = await execa(this.#plan.binary, ["instance", "list", "--json", this.name], {
+  /** The pid `instance list` gives for this service's name, whoever's instance that is. */
+  async #listedPid(): Promise<number | undefined> {
+    const r = await runTool([this.#plan.binary, "instance", "list", "--json", this.name], {
       env: this.#plan.baseEnv,
-      extendEnv: false,
-      reject: false,
-      timeout: 30_000,
-      stdin: "ignore",
     });
-    return parseInstanceList(String(r.stdout)).some((i) => i.name === this.name);
+    return parseInstanceList(String(r.stdout)).find((i) => i.name === this.name)?.pid;
   }
 
   /** The exit code comes as 128+n when signal n ended the runtime process. */

@@ -7,7 +7,7 @@ const LOADER = fileURLToPath(new URL("./ts-loader.mjs", import.meta.url));
 export function runChild(
   script: string,
   args: string[],
-  options: { onStdoutLine?: (line: string) => void } = {},
+  options: { onStdoutLine?: (line: string) => void; env?: Record<string, string> } = {},
 ): {
   pid: number;
   stdin: NodeJS.WritableStream;
@@ -18,6 +18,7 @@ export function runChild(
     ["--import", LOADER, fileURLToPath(new URL(script, import.meta.url)), ...args],
     {
       stdio: ["pipe", "pipe", "pipe"],
+      ...(options.env && { env: { ...process.env, ...options.env } }),
     },
   );
   let stdout = "";

@@ -1,7 +1,7 @@
 // A separate Node process for the cache tests: loads one archive into a SIF cache, converting with
 // `apptainer build` and appending one line per conversion to a counter file. With "hang" it
 // starts writing the SIF and then waits forever (holding the cache lock) to be killed.
-// argv: cacheDir archive counterFile [hang]
+// argv: cacheDir archive counterFile [hang]; CONTEXEC_TEST_LOCK_STALE_MS sets lockStaleMs (default 2000).
 import { appendFile, writeFile } from "node:fs/promises";
 import { ApptainerExecutor } from "../apptainer-executor.js";
 import { ApptainerBuildConverter, type SifConverter } from "../image/sif-converter.js";
@@ -28,7 +28,12 @@ const converter: SifConverter = {
   },
 };
 // Scratch beside the cache, in the test's folder: a SIGKILLed child cannot clean up after itself.
-const executor = new ApptainerExecutor({ cacheDir, converter, lockStaleMs: 2000, tmpDir: `${cacheDir}.tmp` });
+const executor = new ApptainerExecutor({
+  cacheDir,
+  converter,
+  lockStaleMs: Number(process.env.CONTEXEC_TEST_LOCK_STALE_MS ?? 2000),
+  tmpDir: `${cacheDir}.tmp`,
+});
 const id = await executor.loadImage(archive);
 const entry = await executor.image(id);
 process.stdout.write(`${JSON.stringify({ id, sifPath: entry.sifPath })}\n`);

@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { PassThrough, type Readable } from "node:stream";
 import * as zlib from "node:zlib";
-import { AbortedError, type ArchiveLayer, ImageArchiveError, RuntimeUnavailableError } from "@contexec/core";
-import { findExecutable } from "./find-executable.js";
+import { AbortedError, ImageArchiveError, RuntimeUnavailableError } from "../errors.js";
+import { findExecutable } from "../find-executable.js";
+import type { ArchiveLayer } from "./image-archive.js";
 
 /**
  * Opens one layer of an image archive file by offset and gives its *uncompressed* tar bytes:

@@ -1,0 +1,84 @@
+import { readFileSync } from "node:fs";
+import { ContainerError } from "@contexec/core";
+import type { Command, CommandContext } from "./command.js";
+import { cacheCommand } from "./commands/cache.js";
+import { conformanceCommand } from "./commands/conformance.js";
+import { convertCommand } from "./commands/convert.js";
+import { infoCommand, probeCommand } from "./commands/info.js";
+import { runCommand } from "./commands/run.js";
+import { EXIT, exitCodeOf, UsageError } from "./exit-codes.js";
+
+/** Every command, in the order `contexec --help` lists them. A new one (`pull`) joins here. */
+export const COMMANDS: readonly Command[] = [
+  runCommand,
+  convertCommand,
+  infoCommand,
+  probeCommand,
+  cacheCommand,
+  conformanceCommand,
+];
+
+/** The package's version, from its package.json. */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "Usage: contexec COMMAND [options]",
+    "",
+    "Runs containers on Docker or Apptainer with one behaviour, from job files.",
+    "",
+    "Commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Options:",
+    "  --help, -h     help (contexec COMMAND --help for a command's)",
+    "  --version, -V  the version",
+  ].join("\n");
+}
+
+/**
+ * Runs `contexec` with `args` (without the node and script names) and resolves with the exit
+ * code. Errors are printed as `contexec: ...`: typed errors with their message (which says what
+ * to fix), anything else with its stack.
+ */
+export async function runCli(args: string[], ctx: Omit<CommandContext, "args">): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    const topic = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    ctx.stdout.write(`${topic ? topic.help : mainHelp()}\n`);
+    return name === undefined ? EXIT.usage : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    ctx.stdout.write(`contexec ${version()}\n`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    ctx.stderr.write(`contexec: unknown command "${name}"\n\n${mainHelp()}\n`);
+    return EXIT.usage;
+  }
+  try {
+    return await command.run({ ...ctx, args: rest });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      ctx.stderr.write(
+        `contexec ${command.name}: ${err.message}\n(contexec ${command.name} --help for usage)\n`,
+      );
+      return EXIT.usage;
+    }
+    if (err instanceof ContainerError) {
+      ctx.stderr.write(`contexec ${command.name}: ${err.message}\n`);
+      return exitCodeOf(err);
+    }
+    ctx.stderr.write(
+      `contexec ${command.name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    return EXIT.runtime;
+  }
+}

@@ -1,0 +1,133 @@
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { type ProcStat, readProcStat, readProcStatSync } from "./proc-stat.js";
+
+/**
+ * Who made a resource (a container, an instance, a scratch folder, a cgroup, a lock): a process
+ * on one host. A pid alone is no name (pids are reused): with its start time (ticks since boot,
+ * /proc/PID/stat) and the host's boot id it names one process, alive or gone.
+ */
+export interface OwnerRecord {
+  pid: number;
+  /** Start time of `pid` in clock ticks since boot. */
+  startTime: number;
+  /** The host's name (os.hostname()): resources of other hosts are never judged here. */
+  host: string;
+  /** /proc/sys/kernel/random/boot_id: a record from before a reboot names a dead process. */
+  bootId: string;
+}
+
+/** The host a judgement is made on. */
+export interface HostIdentity {
+  host: string;
+  /** Empty where it cannot be read (no /proc): then nothing can be judged. */
+  bootId: string;
+}
+
+/**
+ * `alive`: the owner still runs. `dead`: it ended (no such process, a reused pid, a zombie, or
+ * the host rebooted since). `unknown`: it is on another host, or this host cannot tell. Only what
+ * is `dead` may be cleaned up by someone else.
+ */
+export type OwnerLiveness = "alive" | "dead" | "unknown";
+
+/** Judges an owner from what /proc says of its pid now (pure). */
+export function judgeOwner(
+  record: OwnerRecord,
+  here: HostIdentity,
+  now: ProcStat | undefined,
+): OwnerLiveness {
+  if (record.host !== here.host || here.bootId === "") return "unknown";
+  if (record.bootId !== here.bootId) return "dead";
+  if (!now || now.startTime !== record.startTime) return "dead";
+  return now.state === "Z" || now.state === "X" ? "dead" : "alive";
+}
+
+let identity: HostIdentity | undefined;
+/** This host's name and boot id (read once). */
+export function hostIdentity(): HostIdentity {
+  if (!identity) {
+    let bootId = "";
+    try {
+      bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    } catch {
+      // not Linux: nothing can be judged
+    }
+    identity = { host: hostname(), bootId };
+  }
+  return identity;
+}
+
+let self: OwnerRecord | undefined;
+/** This process as an owner (read once). */
+export function currentOwner(): OwnerRecord {
+  if (!self || self.pid !== process.pid) {
+    const { host, bootId } = hostIdentity();
+    self = { pid: process.pid, startTime: readProcStatSync("self")?.startTime ?? 0, host, bootId };
+  }
+  return self;
+}
+
+/** Whether the owner still runs, judged on this host. */
+export async function ownerLiveness(record: OwnerRecord): Promise<OwnerLiveness> {
+  const here = hostIdentity();
+  if (record.host !== here.host) return "unknown";
+  return judgeOwner(record, here, await readProcStat(record.pid));
+}
+
+/** {@link ownerLiveness}, synchronously. */
+export function ownerLivenessSync(record: OwnerRecord): OwnerLiveness {
+  const here = hostIdentity();
+  if (record.host !== here.host) return "unknown";
+  return judgeOwner(record, here, readProcStatSync(record.pid));
+}
+
+/** An owner record from parsed JSON, checked; undefined when it is not one. */
+export function parseOwnerRecord(value: unknown): OwnerRecord | undefined {
+  const v = value as Partial<OwnerRecord> | null;
+  if (
+    typeof v !== "object" ||
+    v === null ||
+    !Number.isSafeInteger(v.pid) ||
+    (v.pid as number) <= 0 ||
+    !Number.isSafeInteger(v.startTime) ||
+    typeof v.host !== "string" ||
+    v.host === "" ||
+    typeof v.bootId !== "string"
+  ) {
+    return undefined;
+  }
+  return { pid: v.pid as number, startTime: v.startTime as number, host: v.host, bootId: v.bootId };
+}
+
+/** Labels that carry an owner record (on Docker containers). */
+export const OWNER_LABELS = {
+  pid: "io.contexec.owner.pid",
+  startTime: "io.contexec.owner.start-time",
+  host: "io.contexec.owner.host",
+  bootId: "io.contexec.owner.boot-id",
+} as const;
+
+/** An owner record as labels (pure). */
+export function ownerLabels(record: OwnerRecord): Record<string, string> {
+  return {
+    [OWNER_LABELS.pid]: String(record.pid),
+    [OWNER_LABELS.startTime]: String(record.startTime),
+    [OWNER_LABELS.host]: record.host,
+    [OWNER_LABELS.bootId]: record.bootId,
+  };
+}
+
+/** The owner record in a resource's labels; undefined when they hold none (or a broken one). */
+export function ownerFromLabels(
+  labels: Readonly<Record<string, string>> | undefined,
+): OwnerRecord | undefined {
+  if (!labels) return undefined;
+  const number = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : Number.NaN);
+  return parseOwnerRecord({
+    pid: number(labels[OWNER_LABELS.pid]),
+    startTime: number(labels[OWNER_LABELS.startTime]),
+    host: labels[OWNER_LABELS.host],
+    bootId: labels[OWNER_LABELS.bootId],
+  });
+}
