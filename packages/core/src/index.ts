@@ -63,6 +63,7 @@ export {
   knownRuntimes,
   registerBackend,
   type SlurmExecutorConfig,
+  type SlurmOptions,
   validateExecutorConfig,
 } from "./create-executor.js";
 export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
@@ -136,6 +137,7 @@ export {
   type FormatPlanOptions,
   formatPlan,
   formatPlanCommand,
+  formatPlanHeader,
   formatPlanStep,
   PLAN_SETUP_FAILED_EXIT,
 } from "./plan/format-plan.js";

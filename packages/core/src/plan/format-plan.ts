@@ -23,10 +23,7 @@ export interface FormatPlanOptions {
 export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): string {
   const lines: string[] = [];
   if (options.shebang !== false) lines.push("#!/usr/bin/env bash");
-  // Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and
-  // a line of it left uncommented would run on the host.
-  if (options.header !== false)
-    lines.push(...describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd())));
+  if (options.header !== false) lines.push(...formatPlanHeader(plan));
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
@@ -65,6 +62,15 @@ export function describePlan(plan: RunPlan): string[] {
   for (const g of plan.ignored) lines.push(`ignored: spec.${g.field} (${g.reason})`);
   for (const n of plan.notes) lines.push(`note: ${n}`);
   return lines;
+}
+
+/**
+ * {@link describePlan} as bash comment lines, for the head of a script built around a plan.
+ * Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and a
+ * line of it left uncommented would run on the host.
+ */
+export function formatPlanHeader(plan: RunPlan): string[] {
+  return describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd()));
 }
 
 /**

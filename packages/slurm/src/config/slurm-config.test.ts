@@ -1,3 +1,4 @@
+import { validateExecutorConfig } from "@contexec/core";
 import { describe, expect, it } from "vitest";
 import { resolveSlurmConfig } from "./slurm-config.js";
 
@@ -62,6 +63,28 @@ describe("resolveSlurmConfig", () => {
     ]) {
       expect(message).toContain(part);
     }
+  });
+
+  it("has the inner backend check innerConfig, and keeps the SIF cache the shared one", () => {
+    expect(() => resolveSlurmConfig({ ...base, innerConfig: { userns: "yes", colour: 1 } })).toThrow(
+      /innerConfig, as the apptainer backend reads it: invalid apptainer executor config: unknown option "colour".*userns must be a boolean/,
+    );
+    expect(() =>
+      resolveSlurmConfig({ ...base, inner: "docker", innerConfig: { requestTimeoutMs: "5" } }),
+    ).toThrow(/innerConfig, as the docker backend reads it: .*requestTimeoutMs/);
+    expect(() => resolveSlurmConfig({ ...base, innerConfig: { cacheDir: "/elsewhere" } })).toThrow(
+      "innerConfig.cacheDir: the SIF cache is the shared one",
+    );
+    expect(resolveSlurmConfig({ ...base, innerConfig: { userns: true } }).innerConfig).toEqual({
+      userns: true,
+    });
+  });
+
+  it("is what core's validateExecutorConfig runs for runtime slurm", async () => {
+    await expect(
+      validateExecutorConfig({ ...base, innerConfig: { probeTimeoutMs: -1 } }),
+    ).rejects.toMatchObject({ code: "E_INVALID_CONFIG", message: expect.stringContaining("probeTimeoutMs") });
+    await expect(validateExecutorConfig({ ...base, innerConfig: { userns: true } })).resolves.toBeUndefined();
   });
 
   it("refuses a workDir sbatch would read as a file pattern", () => {

@@ -1,96 +1,28 @@
 import { isAbsolute } from "node:path";
-import { InvalidConfigError, type RuntimeProfile } from "@contexec/core";
+import {
+  type BackendConfig,
+  InvalidConfigError,
+  type RuntimeProfile,
+  type SlurmExecutorConfig,
+  type SlurmOptions,
+} from "@contexec/core";
+import { validateConfig as validateDockerConfig } from "@contexec/docker";
+import { validateConfig as validateApptainerConfig } from "@contexec/singularity";
 import { parseTimeLimit } from "../job/time-limit.js";
 
-export const INNER_RUNTIMES = ["apptainer", "docker"] as const;
-/** The backend that runs the container inside the job, on the compute node. */
-export type InnerRuntime = (typeof INNER_RUNTIMES)[number];
+// The config's shape is core's (createExecutor types its argument without importing a backend).
+export type { SlurmExecutorConfig, SlurmOptions };
 
-export const TRACKING_MODES = ["auto", "sacct", "squeue"] as const;
-/**
- * How jobs are followed: `sacct` (the accounting database: finished jobs stay visible),
- * `squeue` (the controller's queue, with `scontrol` for jobs that just left it), or `auto`
- * (sacct when accounting answers, probed once, else squeue).
- */
-export type TrackingMode = (typeof TRACKING_MODES)[number];
+/** The backend that runs the container inside the job, on the compute node. */
+export type InnerRuntime = SlurmExecutorConfig["inner"];
+export const INNER_RUNTIMES = ["apptainer", "docker"] as const satisfies readonly InnerRuntime[];
+
+/** How jobs are followed: see {@link SlurmOptions.tracking}. */
+export type TrackingMode = NonNullable<SlurmOptions["tracking"]>;
+export const TRACKING_MODES = ["auto", "sacct", "squeue"] as const satisfies readonly TrackingMode[];
 
 /** A long option's value in {@link SlurmOptions.extra}: `true` gives `--name` alone. */
-export type ExtraOptionValue = string | number | true;
-
-/** Where and how jobs are submitted. */
-export interface SlurmOptions {
-  /** A folder holding the SLURM commands (sbatch, sacct, squeue, scontrol, scancel, sinfo, srun); default: found on PATH. */
-  binDir?: string;
-  /** `--partition`; the cluster's default partition when absent. */
-  partition?: string;
-  /** `--account`. */
-  account?: string;
-  /** `--qos`. */
-  qos?: string;
-  /**
-   * `--time` for every job: minutes (a number), or SLURM's forms ("30", "1:30:00", "2-00:00:00",
-   * "UNLIMITED"). The partition's default when absent.
-   */
-  timeLimit?: string | number;
-  /**
-   * A folder every node sees at the same path (a shared file system): each job gets a folder
-   * under it for its script, output files, stdin and exit status.
-   */
-  workDir: string;
-  /**
-   * A folder every node sees, where images are converted once (Apptainer: the SIF cache) or kept
-   * as archives for the node to load (Docker). Default: `<workDir>/images`.
-   */
-  sharedCacheDir?: string;
-  /**
-   * More sbatch long options, by name without the dashes: `{ constraint: "haswell",
-   * "mail-type": "END", exclusive: true }` gives `--constraint=haswell --mail-type=END --exclusive`.
-   */
-  extra?: Record<string, ExtraOptionValue>;
-  /**
-   * Memory asked of the scheduler beyond the container's `resources.memoryBytes` for the inner
-   * runtime's own processes, which run in the job (Apptainer's starter and init: about 20 MiB).
-   * Default 64 MiB. (With Docker inside the container runs under the node's daemon, outside the job.)
-   */
-  runtimeMemoryMiB?: number;
-  /** Default "auto". */
-  tracking?: TrackingMode;
-  /** The scheduler is asked at most this often, while something changes; default 2000 ms. */
-  pollIntervalMs?: number;
-  /** The longest pause between queries while nothing changes (the interval doubles up to it); default 30 000 ms. */
-  maxPollIntervalMs?: number;
-  /** A scheduler command that takes longer is "unknown, try again"; default 30 000 ms. */
-  commandTimeoutMs?: number;
-  /**
-   * Seconds before the time limit at which the job's container gets its stop signal (so it can
-   * end cleanly before SLURM kills it): `--signal=B:<signal>@N`. Default 60, at most half the limit.
-   */
-  signalBeforeLimitSec?: number;
-  /**
-   * `start()` resolves once the job runs (true, the default: then `state()` is "running"), or as
-   * soon as the job is queued (false: a queued job's state is "created" until it runs).
-   */
-  startWaitsForRunning?: boolean;
-  /**
-   * How to print the inner runtime's RuntimeProfile (JSON) on a compute node, when no
-   * `nodeProfile` is given: argv run under `srun`, followed by the inner runtime's name and its
-   * config as JSON. Default: this Node running this package's node probe script.
-   */
-  nodeProbeCommand?: string[];
-}
-
-export interface SlurmExecutorConfig {
-  runtime: "slurm";
-  inner: InnerRuntime;
-  slurm: SlurmOptions;
-  /** Options of the inner backend (as its createExecutor config takes them, without `runtime`). */
-  innerConfig?: Record<string, unknown>;
-  /**
-   * The inner runtime's profile on the compute nodes (`info()` there, as JSON). Probed once with
-   * `srun` when absent, then cached beside the shared images.
-   */
-  nodeProfile?: RuntimeProfile;
-}
+export type ExtraOptionValue = NonNullable<SlurmOptions["extra"]>[string];
 
 /** The options with every default filled in. */
 export interface ResolvedSlurmOptions extends SlurmOptions {
@@ -105,25 +37,34 @@ export interface ResolvedSlurmOptions extends SlurmOptions {
   startWaitsForRunning: boolean;
 }
 
-const TOP_KEYS = new Set(["runtime", "inner", "slurm", "innerConfig", "nodeProfile"]);
-const SLURM_KEYS = new Set([
-  "binDir",
-  "partition",
-  "account",
-  "qos",
-  "timeLimit",
-  "workDir",
-  "sharedCacheDir",
-  "extra",
-  "tracking",
-  "runtimeMemoryMiB",
-  "pollIntervalMs",
-  "maxPollIntervalMs",
-  "commandTimeoutMs",
-  "signalBeforeLimitSec",
-  "startWaitsForRunning",
-  "nodeProbeCommand",
-]);
+// Records over the config types' keys: the compiler keeps these lists and the types the same.
+const TOP_KEY_SET: Record<keyof SlurmExecutorConfig, true> = {
+  runtime: true,
+  inner: true,
+  slurm: true,
+  innerConfig: true,
+  nodeProfile: true,
+};
+const SLURM_KEY_SET: Record<keyof SlurmOptions, true> = {
+  binDir: true,
+  partition: true,
+  account: true,
+  qos: true,
+  timeLimit: true,
+  workDir: true,
+  sharedCacheDir: true,
+  extra: true,
+  tracking: true,
+  runtimeMemoryMiB: true,
+  pollIntervalMs: true,
+  maxPollIntervalMs: true,
+  commandTimeoutMs: true,
+  signalBeforeLimitSec: true,
+  startWaitsForRunning: true,
+  nodeProbeCommand: true,
+};
+const TOP_KEYS = new Set(Object.keys(TOP_KEY_SET));
+const SLURM_KEYS = new Set(Object.keys(SLURM_KEY_SET));
 /** Options the executor sets itself, per job: `extra` may not override them. */
 export const RESERVED_OPTIONS = new Set([
   "job-name",
@@ -167,6 +108,18 @@ export function resolveSlurmConfig(config: Record<string, unknown>): {
   const innerConfig = config.innerConfig ?? {};
   if (!isRecord(innerConfig)) issues.push("innerConfig must be an object");
   else if ("runtime" in innerConfig) issues.push("innerConfig must not name a runtime: `inner` does");
+  else if (inner === "apptainer" && "cacheDir" in innerConfig) {
+    issues.push("innerConfig.cacheDir: the SIF cache is the shared one, <slurm.sharedCacheDir>/sif");
+  } else if (inner === "apptainer" || inner === "docker") {
+    // The inner backend checks its own options, as createExecutor would.
+    const check = inner === "apptainer" ? validateApptainerConfig : validateDockerConfig;
+    try {
+      check({ ...innerConfig, runtime: inner } as BackendConfig);
+    } catch (err) {
+      if (!(err instanceof InvalidConfigError)) throw err;
+      issues.push(`innerConfig, as the ${inner} backend reads it: ${err.message}`);
+    }
+  }
   const nodeProfile = config.nodeProfile;
   if (nodeProfile !== undefined && !isProfile(nodeProfile)) {
     issues.push(

@@ -107,10 +107,23 @@ describe("renderJobScript (run through real bash)", () => {
   it("runs the steps before and after, and writes only the finished status file", async () => {
     const files = await jobFolder("steps");
     const scratch = join(root, "scratch dir");
-    const plan = shellPlan('test -d "$SCRATCH" && echo scratch-there', { env: { SCRATCH: scratch } });
+    const plan = shellPlan(
+      'test -d "$SCRATCH" && echo scratch-there; cat "$SCRATCH/env it\'s.sh"; readlink "$SCRATCH/image"; test -d "$SCRATCH/empty" && echo empty-there',
+      { env: { SCRATCH: scratch } },
+    );
+    // Every kind of step (Apptainer's plans write an environment script and link the image).
+    plan.before.push(
+      { op: "write", path: join(scratch, "env it's.sh"), content: HOSTILE.join("\n"), why: "test" },
+      { op: "symlink", path: join(scratch, "image"), target: "/some where/it's.sif", why: "test" },
+      { op: "mkdir", path: join(scratch, "empty"), mode: 0o755, why: "test" },
+      { op: "write", path: join(root, "no such dir", "x"), content: "x", optional: true, why: "test" },
+    );
+    plan.after.unshift({ op: "rmdir", path: join(scratch, "empty"), why: "test" });
     const { done } = await start(plan, files);
     expect(await done).toBe(0);
-    expect(await readFile(files.stdout, "utf8")).toBe("scratch-there\n");
+    expect(await readFile(files.stdout, "utf8")).toBe(
+      `scratch-there\n${HOSTILE.join("\n")}/some where/it's.sif\nempty-there\n`,
+    );
     await expect(readFile(scratch)).rejects.toMatchObject({ code: "ENOENT" });
     const { stdout } = await run("ls", ["-A", files.dir]);
     expect(stdout.split("\n").filter(Boolean).sort()).toEqual(["exit-status", "job.sh", "stderr", "stdout"]);
@@ -152,6 +165,21 @@ describe("renderJobScript (run through real bash)", () => {
       true,
     );
     expect(await readFile(files.stderr, "utf8")).toBe("eof-seen\n");
+  });
+
+  it("keeps every line of the plan's description a comment (a note with line breaks runs nothing)", async () => {
+    const files = await jobFolder("header");
+    const marker = join(root, "header-marker");
+    const plan = shellPlan("echo ran");
+    plan.notes.push(`two\ntouch '${marker}'\rtouch '${marker}'\r\ntouch '${marker}'`);
+    plan.process.argv = ["sh", "-c", `line one\ntouch '${marker}'`];
+    const text = script(plan, files);
+    const head = text.slice(0, text.indexOf("\nset -u\n")).split("\n");
+    expect(head.every((l) => l.startsWith("#"))).toBe(true);
+    const { done } = await start(plan, files);
+    expect(await done).toBe(0);
+    expect(await readFile(files.stdout, "utf8")).toBe("ran\n");
+    await expect(readFile(marker)).rejects.toMatchObject({ code: "ENOENT" });
   });
 
   it("a failed step before the command writes phase=setup and exits 125", async () => {

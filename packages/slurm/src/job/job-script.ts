@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import {
-  describePlan,
   formatPlanCommand,
+  formatPlanHeader,
   formatPlanStep,
   PLAN_SETUP_FAILED_EXIT,
   type RunPlan,
@@ -66,9 +66,7 @@ export function renderJobScript(input: JobScriptInput): string {
   lines.push(
     "#",
     "# contexec job: a container run by the plan below, on the node SLURM picks.",
-    ...describePlan(plan)
-      .flatMap((l) => l.split("\n"))
-      .map((l) => `# ${l}`.trimEnd()),
+    ...formatPlanHeader(plan),
     "set -u",
     // Without job control a background command ignores SIGINT and SIGQUIT (bash(1)), and the
     // container could not be given them.
