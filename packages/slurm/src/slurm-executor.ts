@@ -14,6 +14,7 @@ import {
   type LoadOptions,
   launchService,
   type Mount,
+  openSideChannels,
   type PlanOptions,
   type Resources,
   type RunPlan,
@@ -22,9 +23,11 @@ import {
   RuntimeUnavailableError,
   type ServiceOptions,
   type ServiceSummary,
+  type SideChannels,
   serviceName,
   stopSignalOf,
   throwIfAborted,
+  UnsupportedError,
   unsupported,
   validateSpec,
 } from "@contexec/core";
@@ -40,6 +43,7 @@ import { SharedImages } from "./images/shared-images.js";
 import { type JobFiles, jobFiles } from "./job/job-files.js";
 import { type ContainerMemoryCgroup, renderJobScript } from "./job/job-script.js";
 import { renderSbatchOptions } from "./job/sbatch-options.js";
+import { submitAndWaitCommand } from "./job/submit-command.js";
 import { defaultNodeProbeCommand, nodeProfile } from "./probe/node-profile.js";
 import { EXEC_UNSUPPORTED, SlurmContainer } from "./run/slurm-container.js";
 import { SlurmService } from "./run/slurm-service.js";
@@ -227,25 +231,48 @@ export class SlurmExecutor implements ContainerExecutor {
   /**
    * The plan of a run as a job (nothing is written or submitted): the inner runtime's plan for
    * the compute node, wrapped in the job's script. As a RunPlan, its steps write the job's folder
-   * and its command is `sbatch`; `plan.slurm` holds the script, the options and the inner plan.
+   * and its command submits the job and waits for it (`sbatch --wait`), then prints the
+   * container's output and exits with its code; `plan.slurm` holds the script, the options and
+   * the inner plan.
    */
   async plan(spec: ContainerSpec, options: PlanOptions = {}): Promise<SlurmRunPlan> {
     return this.#plan(spec, options, randomBytes(32).toString("hex"));
   }
 
+  /**
+   * Writes the job's folder and script (nothing is submitted until start()). Side channels are
+   * served from here over the shared file system: host-command requests arrive in a `reqs` file
+   * (the protocol's file mode) and run on this machine; supervision files are read here.
+   */
   async create(spec: ContainerSpec): Promise<SlurmContainer> {
     this.#assertOpen();
     const id = randomBytes(32).toString("hex");
-    const plan = await this.#plan(spec, {}, id);
-    if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
-      throw new InvalidSpecError([
-        {
-          path: "name",
-          message: `a container named "${plan.spec.name}" already exists in this executor; remove it first`,
-        },
-      ]);
+    const valid = await validateSpec(spec);
+    let sideChannels: SideChannels | undefined;
+    let plain = valid;
+    if (valid.hostCommands || valid.supervision) {
+      const config = await this.images.config(valid.image);
+      // In the executor's folder on the shared file system: the job's node sees it at this path.
+      await mkdir(this.runDir, { recursive: true, mode: 0o700 });
+      sideChannels = await openSideChannels(valid, { scratchDir: this.runDir, requestChannel: "file" });
+      plain = sideChannels.applyTo(valid, config);
     }
-    return this.#make(plan, id, this.options.startWaitsForRunning);
+    try {
+      const plan = await this.#plan(plain, {}, id);
+      if (plan.spec.name !== undefined && [...this.#containers].some((c) => c.name === plan.spec.name)) {
+        throw new InvalidSpecError([
+          {
+            path: "name",
+            message: `a container named "${plan.spec.name}" already exists in this executor; remove it first`,
+          },
+        ]);
+      }
+      this.#assertOpen();
+      return await this.#make(plan, id, this.options.startWaitsForRunning, sideChannels);
+    } catch (err) {
+      await sideChannels?.close();
+      throw err;
+    }
   }
 
   /**
@@ -254,6 +281,11 @@ export class SlurmExecutor implements ContainerExecutor {
    */
   async startService(spec: ContainerSpec, options: ServiceOptions = {}): Promise<SlurmService> {
     this.#assertOpen();
+    if (spec.hostCommands || spec.supervision)
+      throw new UnsupportedError(
+        "side-channels",
+        "hostCommands and supervision are offered for containers on SLURM, not for services yet",
+      );
     const name = serviceName(spec.name, options);
     const id = randomBytes(32).toString("hex");
     const plan = await this.#plan({ ...spec, name }, {}, id);
@@ -381,12 +413,12 @@ export class SlurmExecutor implements ContainerExecutor {
             ]
           : []),
       ],
-      command: {
-        argv: [this.cli.command("sbatch"), "--parsable", files.script],
+      command: submitAndWaitCommand({
+        sbatch: this.cli.command("sbatch"),
+        files,
+        stdin: valid.stdin === true,
         env: { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin" },
-        cwd: files.dir,
-        stdin: false,
-      },
+      }),
       process: inner.process,
       after: [],
       ignored: [
@@ -399,13 +431,19 @@ export class SlurmExecutor implements ContainerExecutor {
       ],
       notes: [
         `a SLURM job (${sbatchOptions.join(" ")}): its script runs the inner ${inner.runtime} plan on the node, writes the exit status to ${files.exit}, and the container's output to ${files.stdout} and ${files.stderr}`,
+        `this script submits it with sbatch --wait, then prints the container's output and exits with its code; interrupted, it leaves the job to scancel, and the job's folder ${files.dir} stays`,
         ...inner.notes.map((n) => `in the job: ${n}`),
       ],
       slurm: { jobName, options: sbatchOptions, script, files, inner },
     };
   }
 
-  async #make(plan: SlurmRunPlan, id: string, startWaitsForRunning: boolean): Promise<SlurmContainer> {
+  async #make(
+    plan: SlurmRunPlan,
+    id: string,
+    startWaitsForRunning: boolean,
+    sideChannels?: SideChannels,
+  ): Promise<SlurmContainer> {
     const files = plan.slurm.files;
     await mkdir(files.dir, { recursive: true, mode: 0o700 });
     const container = new SlurmContainer({
@@ -421,6 +459,7 @@ export class SlurmExecutor implements ContainerExecutor {
       cancels: this.cancels,
       startWaitsForRunning,
       submit: (fn) => this.#submitSlot(fn),
+      ...(sideChannels && { sideChannels }),
       onRemoved: (c) => this.#containers.delete(c),
     });
     await container.prepare();

@@ -4,16 +4,18 @@ import { fileURLToPath } from "node:url";
 import { type ImageId, type RunResult, runContainer } from "@contexec/core";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runtimeGate } from "#test/runtimes";
 import type { SlurmExecutor } from "./slurm-executor.js";
-import { clusterMissing, sharedFolder, testExecutor } from "./test-support/cluster.js";
+import { sharedFolder, testExecutor } from "./test-support/cluster.js";
 
 // Stops the cluster's controller: this file runs alone (the "exclusive" test project, after the
 // others), since every other job on the cluster would wait out the outage too.
 const fixtures = process.env.CONTEXEC_FIXTURES ?? inject("fixturesDir");
 const setupScript = fileURLToPath(new URL("../../../scripts/setup-slurm.sh", import.meta.url));
 const pidFile = "/run/slurmctld.pid";
+const gate = runtimeGate("slurm");
 const missing =
-  (await clusterMissing()) ??
+  gate.reason ??
   (await readFile(pidFile, "utf8").then(
     () => undefined,
     () =>

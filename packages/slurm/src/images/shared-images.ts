@@ -5,14 +5,15 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import {
   AbortedError,
-  type ContainerExecutor,
+  type ImageConfig,
   type ImageId,
+  ImageNotFoundError,
   type LoadOptions,
   RuntimeUnavailableError,
   readImageArchive,
   throwIfAborted,
 } from "@contexec/core";
-import { normalizeTag, parseImageRef } from "@contexec/singularity";
+import { type ApptainerExecutor, normalizeTag, parseImageRef } from "@contexec/singularity";
 
 /** An image kept as its archive on the shared file system, for a job to load or convert on its node. */
 export interface SharedArchive {
@@ -32,10 +33,10 @@ export interface SharedArchive {
 export class SharedImages {
   readonly dir: string;
   readonly #inner: "apptainer" | "docker";
-  readonly #converter: ContainerExecutor | undefined;
+  readonly #converter: ApptainerExecutor | undefined;
 
   /** `converter`: the Apptainer executor whose cache is the shared SIF folder (none with Docker inside). */
-  constructor(dir: string, inner: "apptainer" | "docker", converter?: ContainerExecutor) {
+  constructor(dir: string, inner: "apptainer" | "docker", converter?: ApptainerExecutor) {
     this.dir = dir;
     this.#inner = inner;
     this.#converter = converter;
@@ -116,6 +117,15 @@ export class SharedImages {
   /** True when the image is converted already (Apptainer inside): no archive needed in the plan. */
   async converted(ref: string): Promise<boolean> {
     return this.#converter ? this.#converter.hasImage(ref) : false;
+  }
+
+  /** The image's config (ENV, ENTRYPOINT, ...): from the shared SIF cache, else from the kept archive. */
+  async config(ref: string): Promise<ImageConfig> {
+    if (this.#converter && (await this.#converter.hasImage(ref)))
+      return (await this.#converter.image(ref)).config;
+    const kept = await this.archive(ref);
+    if (!kept) throw new ImageNotFoundError(ref);
+    return (await readImageArchive(kept.path)).config;
   }
 
   async remove(ref: string): Promise<void> {

@@ -10,6 +10,8 @@ import {
   type KillOptions,
   RuntimeError,
   raceAbort,
+  type SideChannels,
+  type Supervision,
   UnsupportedError,
   type WaitOptions,
 } from "@contexec/core";
@@ -49,6 +51,8 @@ export interface SlurmContainerContext {
   startWaitsForRunning: boolean;
   /** Runs a submission when the executor allows one more at once. */
   submit: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** The spec's host commands and supervision files, served from this machine while the container exists. */
+  sideChannels?: SideChannels;
   onRemoved: (container: SlurmContainer) => void;
 }
 
@@ -69,6 +73,7 @@ export class SlurmContainer implements Container {
   readonly stdin: StdinFile | null;
   readonly stdout: FileFollower;
   readonly stderr: FileFollower;
+  readonly supervision: Supervision | undefined;
   readonly #ctx: SlurmContainerContext;
   #phase: Phase = "created";
   #jobId: string | undefined;
@@ -89,6 +94,7 @@ export class SlurmContainer implements Container {
     this.stdout = new FileFollower(ctx.files.stdout);
     this.stderr = new FileFollower(ctx.files.stderr);
     this.stdin = ctx.spec.stdin === true ? new StdinFile(ctx.files.stdin, ctx.files.stdinEnd) : null;
+    this.supervision = ctx.sideChannels?.supervision;
     this.#done = new Promise<SlurmExitStatus>((resolve, reject) => {
       this.#settle = (outcome) => {
         if ("status" in outcome) resolve(outcome.status);
@@ -221,6 +227,7 @@ export class SlurmContainer implements Container {
       this.#outcome = { error: new ContainerStateError("wait for", "removed") };
       this.#settle(this.#outcome);
     }
+    await this.#ctx.sideChannels?.close();
     await rm(this.#ctx.files.dir, { recursive: true, force: true });
     this.#ctx.onRemoved(this);
   }
@@ -341,7 +348,16 @@ export class SlurmContainer implements Container {
     this.stdout.finish();
     this.stderr.finish();
     for (const resolve of this.#runningWaiters.splice(0)) resolve();
-    this.#settle(outcome);
+    const sideChannels = this.#ctx.sideChannels;
+    if (!sideChannels || !("status" in outcome)) {
+      this.#settle(outcome);
+      return;
+    }
+    // The supervision's last status, and the job's result file, belong to the exit status.
+    sideChannels.completeExit(outcome.status).then(
+      (status) => this.#settle({ status }),
+      (error: Error) => this.#settle({ error }),
+    );
   }
 
   #stopWatching(): void {

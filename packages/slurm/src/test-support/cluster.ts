@@ -8,16 +8,6 @@ import type { SlurmExecutorConfig, SlurmOptions } from "../config/slurm-config.j
 import { SCHEDULER_COMMANDS, type SchedulerCommand } from "../scheduler/scheduler-cli.js";
 import { SlurmExecutor } from "../slurm-executor.js";
 
-/** The cluster the tests run on answers (scripts/setup-slurm.sh started it), or why not. */
-export async function clusterMissing(): Promise<string | undefined> {
-  const r = await execa("sinfo", ["--noheader", "--format=%T"], { reject: false, timeout: 20_000 });
-  if (r.exitCode !== 0)
-    return `no SLURM cluster answers (run scripts/setup-slurm.sh): ${String(r.stderr).trim()}`;
-  if (!/idle|mixed|allocated|completing/.test(String(r.stdout)))
-    return `no SLURM node is up: ${String(r.stdout).trim()}`;
-  return undefined;
-}
-
 let profile: Promise<RuntimeProfile> | undefined;
 /** The node's Apptainer profile: this machine is the cluster's node, so its own info() is it. */
 export function localApptainerProfile(): Promise<RuntimeProfile> {
