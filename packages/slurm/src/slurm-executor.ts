@@ -10,6 +10,7 @@ import {
   hostFacts,
   type ImageId,
   ImageNotFoundError,
+  InvalidConfigError,
   InvalidSpecError,
   type LoadOptions,
   launchService,
@@ -333,7 +334,14 @@ export class SlurmExecutor implements ContainerExecutor {
     throwIfAborted(options.signal, "planning the run");
     const checkHostPaths = options.checkHostPaths !== false;
     const valid = await validateSpec(spec, { checkHostPaths });
-    const [cluster, node] = await Promise.all([this.cluster(), options.profile ?? this.nodeProfile()]);
+    // A profile of this backend (its info(), written on the cluster) holds the cluster's settings
+    // and the nodes' profile: planning with it asks the scheduler nothing. Any other profile is
+    // the inner runtime's on the nodes.
+    const given = slurmProfileParts(options.profile);
+    const [cluster, node] = await Promise.all([
+      given?.cluster ?? this.cluster(),
+      given?.nodeProfile ?? options.profile ?? this.nodeProfile(),
+    ]);
     // Memory and CPUs are the scheduler's to give and to hold the job to; the rest is the inner runtime's.
     const gaps = checkCapabilities(
       {
@@ -348,7 +356,7 @@ export class SlurmExecutor implements ContainerExecutor {
     const files = jobFiles(join(this.runDir, id.slice(0, 16)));
     const memoryCgroup = this.#memoryCgroup(valid, cluster, node, files, ignored);
     const innerSpec = this.#innerSpec(valid, memoryCgroup);
-    const archive = await this.#archiveFor(valid.image);
+    const archive = options.archive ?? (await this.#archiveFor(valid.image));
     const inner = await this.#innerPlanner.plan(innerSpec, {
       profile: node,
       // The user's bind sources were checked above; the job's own appear when it runs.
@@ -602,6 +610,20 @@ export class SlurmExecutor implements ContainerExecutor {
     if (this.#closed)
       throw new RuntimeUnavailableError("slurm", "this executor was closed; create a new one");
   }
+}
+
+/** The cluster and node profile a SLURM executor's info() carries in its planner facts, if `profile` is one. */
+function slurmProfileParts(
+  profile: RuntimeProfile | undefined,
+): { cluster: ClusterInfo; nodeProfile: RuntimeProfile } | undefined {
+  if (profile?.runtime !== "slurm") return undefined;
+  const planner = profile.planner as { cluster?: ClusterInfo; nodeProfile?: RuntimeProfile };
+  if (!planner.cluster || !planner.nodeProfile) {
+    throw new InvalidConfigError(
+      "this SLURM profile lacks the cluster's settings or the nodes' profile (planner.cluster, planner.nodeProfile): write it again with info() on the cluster",
+    );
+  }
+  return { cluster: planner.cluster, nodeProfile: planner.nodeProfile };
 }
 
 /** Resources without the fields named ("resources.memoryBytes"); undefined when none is left. */

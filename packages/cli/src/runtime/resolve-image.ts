@@ -41,8 +41,9 @@ const nothing = async () => {};
 
 /**
  * Finds the job's image for `executor`: an archive is loaded (a dry run reads its config only);
- * an id or tag must be known to the runtime, except on Apptainer, where a tag of the local
- * Docker daemon is exported from it (`docker save`) and converted, as DockSing users expect.
+ * an id or tag must be known to the runtime, except on Apptainer and SLURM, where a tag of the
+ * local Docker daemon is exported from it (`docker save`) and converted (or kept for the nodes),
+ * as DockSing users expect.
  */
 export async function resolveImage(
   executor: ContainerExecutor,
@@ -66,7 +67,8 @@ export async function resolveImage(
     });
     return { image: id, dispose: nothing };
   }
-  if (executor.runtime !== "apptainer" && executor.runtime !== "singularity") {
+  // Apptainer (and SLURM, which converts or keeps archives for its nodes) takes a Docker tag out of the local daemon.
+  if (!["apptainer", "singularity", "slurm"].includes(executor.runtime)) {
     if (!(await executor.hasImage(image.ref))) throw notFound(image.ref, executor.runtime);
     return { image: image.ref, dispose: nothing };
   }
