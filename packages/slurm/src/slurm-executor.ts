@@ -19,6 +19,7 @@ import {
   type PlanOptions,
   type Resources,
   type RunPlan,
+  RuntimeError,
   type RuntimeInfo,
   type RuntimeProfile,
   RuntimeUnavailableError,
@@ -96,6 +97,7 @@ export class SlurmExecutor implements ContainerExecutor {
   readonly #configuredProfile: RuntimeProfile | undefined;
   readonly #containers = new Set<SlurmContainer>();
   readonly #services = new Set<SlurmService>();
+  readonly #serviceNames = new Set<string>();
   #cluster: Promise<ClusterInfo> | undefined;
   #nodeProfile: Promise<RuntimeProfile> | undefined;
   #mode: Promise<"sacct" | "squeue"> | undefined;
@@ -288,15 +290,33 @@ export class SlurmExecutor implements ContainerExecutor {
         "hostCommands and supervision are offered for containers on SLURM, not for services yet",
       );
     const name = serviceName(spec.name, options);
-    const id = randomBytes(32).toString("hex");
-    const plan = await this.#plan({ ...spec, name }, {}, id);
-    const container = await this.#make(plan, id, true);
-    const published = new Map(
-      (plan.spec.ports ?? []).map(
-        (p) => [p.containerPort, p.hostPort || p.containerPort] as [number, number],
-      ),
-    );
-    const service = new SlurmService(container, name, published, (s) => this.#services.delete(s));
+    // SLURM does not keep job names unique: this executor does, for its services (reserved at
+    // once, so that two starts at the same moment cannot both pass).
+    if (this.#serviceNames.has(name)) {
+      throw new RuntimeError(
+        "slurm",
+        `a service named "${name}" runs already in this executor; stop it first`,
+      );
+    }
+    this.#serviceNames.add(name);
+    let service: SlurmService;
+    try {
+      const id = randomBytes(32).toString("hex");
+      const plan = await this.#plan({ ...spec, name }, {}, id);
+      const container = await this.#make(plan, id, true);
+      const published = new Map(
+        (plan.spec.ports ?? []).map(
+          (p) => [p.containerPort, p.hostPort || p.containerPort] as [number, number],
+        ),
+      );
+      service = new SlurmService(container, name, published, (s) => {
+        this.#services.delete(s);
+        this.#serviceNames.delete(s.name);
+      });
+    } catch (err) {
+      this.#serviceNames.delete(name);
+      throw err;
+    }
     this.#services.add(service);
     await launchService(service, () => service.start(), options);
     return service;
