@@ -12,12 +12,16 @@ const PROFILE_MAX_AGE_MS = 24 * 3600 * 1000;
 /** The node probe script beside this module, run by this Node (the compiled package). */
 export function defaultNodeProbeCommand(): string[] {
   const script = fileURLToPath(new URL("../node/print-node-profile.js", import.meta.url));
-  if (!existsSync(script)) {
-    throw new InvalidConfigError(
-      `the node probe script ${script} is missing (running from the sources?): build the package, or give slurm.nodeProbeCommand, or give nodeProfile`,
-    );
+  if (existsSync(script)) return [process.execPath, script];
+  // Run from the sources by a Node that loads TypeScript (a test's child under a loader): the
+  // same Node with the same loader runs the script's source.
+  const source = fileURLToPath(new URL("../node/print-node-profile.ts", import.meta.url));
+  if (import.meta.url.endsWith(".ts") && existsSync(source) && process.execArgv.length > 0) {
+    return [process.execPath, ...process.execArgv, source];
   }
-  return [process.execPath, script];
+  throw new InvalidConfigError(
+    `the node probe script ${script} is missing (running from the sources?): build the package, or give slurm.nodeProbeCommand, or give nodeProfile`,
+  );
 }
 
 export interface NodeProbeInput {
