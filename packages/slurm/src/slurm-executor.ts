@@ -459,7 +459,7 @@ export class SlurmExecutor implements ContainerExecutor {
       ],
       notes: [
         `a SLURM job (${sbatchOptions.join(" ")}): its script runs the inner ${inner.runtime} plan on the node, writes the exit status to ${files.exit}, and the container's output to ${files.stdout} and ${files.stderr}`,
-        `this script submits it with sbatch --wait, then prints the container's output and exits with its code; interrupted, it leaves the job to scancel, and the job's folder ${files.dir} stays`,
+        `this script submits it with sbatch --wait, prints the container's output, removes the job's folder and exits with the container's code; interrupted, it leaves the job (scancel it) and its folder ${files.dir}`,
         ...inner.notes.map((n) => `in the job: ${n}`),
       ],
       slurm: { jobName, options: sbatchOptions, script, files, inner },

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,8 +24,8 @@ beforeAll(async () => {
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 async function runPasted(name: string, batch: string, stdin: string | undefined) {
-  const files = jobFiles(join(root, name));
-  await mkdir(files.dir);
+  const files = jobFiles(join(root, "runs", name));
+  await mkdir(files.dir, { recursive: true });
   await writeFile(files.script, batch);
   if (stdin !== undefined) await writeFile(files.stdin, "");
   const command = submitAndWaitCommand({
@@ -60,6 +61,9 @@ describe("submitAndWaitCommand (run through real bash)", () => {
       undefined,
     );
     expect(r).toEqual({ code: 7, out: "it's out\n", err: "err\n" });
+    // The job's folder is gone, and the folder above it too once empty.
+    expect(existsSync(join(root, "runs", "code"))).toBe(false);
+    expect(existsSync(join(root, "runs"))).toBe(false);
   });
 
   it("takes sbatch's code when the job left no exit status (killed before it wrote one)", async () => {
