@@ -183,15 +183,20 @@ export class SlurmContainer implements Container {
     const signal = options.signal ?? this.#ctx.stopSignal;
     const graceMs = options.graceMs ?? 10_000;
     if (this.#phase === "queued") {
-      // Not running yet: nothing to give a grace period to.
+      // Queued as far as the tracker knows, which lags (sacct: a moment; an interval at most): a
+      // job still waiting is cancelled, one that runs already is left to the signal below, so
+      // its container still gets its stop signal and grace period.
       this.#signalSent = signal;
-      await this.#ctx.cancels.request(jobId, { kind: "cancel" });
-    } else if (signal === "SIGKILL") {
+      await this.#ctx.cancels.request(jobId, { kind: "cancel-pending" });
+    }
+    if (signal === "SIGKILL") {
       this.#signalSent = "SIGKILL";
       await this.#ctx.cancels.request(jobId, { kind: "signal", signal: "KILL" });
     } else {
       this.#signalSent = signal;
       await this.#ctx.cancels.request(jobId, { kind: "signal", signal });
+      // The end comes soon (or the job was cancelled in the queue): ask at the shortest interval.
+      this.#ctx.tracker.hurry(jobId);
       this.#pollExitFile(true);
       const ended = await Promise.race([
         this.#done.then(

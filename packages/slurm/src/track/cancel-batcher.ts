@@ -1,18 +1,27 @@
 import type { SchedulerCli } from "../scheduler/scheduler-cli.js";
 
 /**
- * How a job is ended: `cancel` (scancel: the whole job, queued or running), or `signal`
- * (scancel --batch --signal=SIG: only the batch shell, which passes it on to the container;
- * SIGKILL ends the batch shell, and SLURM then ends every process of the job).
+ * How a job is ended: `cancel` (scancel: the whole job, queued or running), `cancel-pending`
+ * (scancel --state=PENDING: the job only if it still waits in the queue; a running one is left
+ * alone), or `signal` (scancel --batch --signal=SIG: only the batch shell, which passes it on to
+ * the container; SIGKILL ends the batch shell, and SLURM then ends every process of the job).
  */
-export type CancelRequest = { kind: "cancel" } | { kind: "signal"; signal: string };
+export type CancelRequest =
+  | { kind: "cancel" }
+  | { kind: "cancel-pending" }
+  | { kind: "signal"; signal: string };
 
 /** The scancel arguments for one group of jobs (pure). */
 export function scancelArgs(request: CancelRequest, jobIds: readonly string[]): string[] {
   const ids = [...jobIds];
-  return request.kind === "cancel"
-    ? ids
-    : ["--batch", `--signal=${request.signal.replace(/^SIG/, "")}`, ...ids];
+  switch (request.kind) {
+    case "cancel":
+      return ids;
+    case "cancel-pending":
+      return ["--state=PENDING", ...ids];
+    case "signal":
+      return ["--batch", `--signal=${request.signal.replace(/^SIG/, "")}`, ...ids];
+  }
 }
 
 /**
@@ -35,7 +44,7 @@ export class CancelBatcher {
 
   /** Resolves once the scancel carrying this request has returned (whatever it said). */
   request(jobId: string, request: CancelRequest): Promise<void> {
-    const key = request.kind === "cancel" ? "cancel" : `signal:${request.signal}`;
+    const key = request.kind === "signal" ? `signal:${request.signal}` : request.kind;
     let group = this.#pending.get(key);
     if (!group) {
       group = { request, ids: new Set(), done: [] };
