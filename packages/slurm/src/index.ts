@@ -26,6 +26,7 @@ export {
   type SbatchOptionsInput,
   sbatchDirective,
 } from "./job/sbatch-options.js";
+export { submitAndWaitCommand } from "./job/submit-command.js";
 export { parseTimeLimit, signalLeadSeconds, timeLimitOption } from "./job/time-limit.js";
 export {
   defaultNodeProbeCommand,
