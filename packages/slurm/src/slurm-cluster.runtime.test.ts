@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { collect, type ImageId, type RuntimeProfile, runContainer } from "@contexec/core";
@@ -206,6 +206,44 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
     );
     expect((await byLog.logs({ tail: 1 })).stdout).toBe("now listening\n");
     await byLog.stop({ graceMs: 1000 });
+  }, 120_000);
+
+  it("side channels through the shared folder: squeue from inside the job sees the job itself; supervision statuses and result", async () => {
+    const { ex } = await executor("side-channels");
+    const name = `contexec-side-${process.pid}-${Date.now().toString(36)}`;
+    const updates: string[] = [];
+    const r = await runContainer(
+      ex,
+      {
+        image,
+        name,
+        // The host command runs on the submitting machine, the request written to the shared
+        // folder from the node (the protocol's file mode); its answer comes back the same way.
+        command: [
+          "sh",
+          "-c",
+          [
+            `squeue --noheader --name="$JOB" --format="%j %T"`,
+            'echo "squeue exit $?"',
+            'printf "<p>step 1</p>" > /service/status.html; sleep 1.5',
+            'printf "<p>step 2</p>" > /service/status.html; sleep 1.5',
+            'printf "all done\n" > /service/result.txt',
+          ].join("\n"),
+        ],
+        env: { JOB: name },
+        hostCommands: { allow: ["squeue"] },
+        supervision: {},
+      },
+      { onStatus: (u) => updates.push(u.content) },
+    );
+    expect(r.stderr.toString()).toBe("");
+    expect(r.stdout.toString()).toBe(`${name} RUNNING\nsqueue exit 0\n`);
+    expect(r).toMatchObject({ exitCode: 0, result: "all done\n" });
+    expect(updates).toEqual(["<p>step 1</p>", "<p>step 2</p>"]);
+    // The side channels' folder went with the container.
+    expect((await readdir(ex.runDir).catch(() => [])).filter((n) => n.startsWith("contexec-side-"))).toEqual(
+      [],
+    );
   }, 120_000);
 
   it("sbatch reads every option back exactly from the script's #SBATCH lines, however hostile", async () => {
