@@ -19,7 +19,7 @@ const alias = [
     replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
   },
   { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
-  ...["core", "docker", "conformance", "sif", "singularity", "cli", "registry"].map((pkg) => ({
+  ...["core", "docker", "conformance", "sif", "singularity", "slurm", "cli", "registry"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),
     replacement: src(pkg),
   })),
@@ -46,10 +46,24 @@ export default defineConfig({
         test: {
           name: "runtime",
           include: ["packages/*/src/**/*.runtime.test.ts", "test/**/*.test.ts"],
-          exclude: ["test/unprivileged/**", "**/node_modules/**"],
+          exclude: ["test/unprivileged/**", "**/*.exclusive.runtime.test.ts", "**/node_modules/**"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
           globalSetup: ["test/global-setup.ts", "test/registry-setup.ts"],
+        },
+      },
+      {
+        // Tests that disturb a shared runtime (stopping the SLURM controller): one file at a
+        // time, after every other project has finished.
+        resolve: { alias },
+        test: {
+          name: "exclusive",
+          include: ["packages/*/src/**/*.exclusive.runtime.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          globalSetup: ["test/global-setup.ts"],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
       // What also runs as an ordinary user (scripts/test-unprivileged.sh): the Apptainer suite and

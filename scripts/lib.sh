@@ -91,14 +91,14 @@ runtimes_dir() {
   printf '%s\n' "${CONTEXEC_RUNTIMES_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/contexec/runtimes}"
 }
 
-# The runtimes the tests and the demo use: CONTEXEC_RUNTIMES ("docker,apptainer", "apptainer",
-# "docker"), else both. Prints one name a line; dies on an unknown name.
+# The runtimes the tests and the demo use: CONTEXEC_RUNTIMES ("docker,apptainer,slurm",
+# "apptainer", "docker", ...), else all three. Prints one name a line; dies on an unknown name.
 selected_runtimes() {
   local r
-  for r in $(printf '%s' "${CONTEXEC_RUNTIMES:-docker,apptainer}" | tr ',' ' '); do
+  for r in $(printf '%s' "${CONTEXEC_RUNTIMES:-docker,apptainer,slurm}" | tr ',' ' '); do
     case "$r" in
-      docker | apptainer) printf '%s\n' "$r" ;;
-      *) die "CONTEXEC_RUNTIMES names \"$r\"; known: docker, apptainer (comma-separated)" ;;
+      docker | apptainer | slurm) printf '%s\n' "$r" ;;
+      *) die "CONTEXEC_RUNTIMES names \"$r\"; known: docker, apptainer, slurm (comma-separated)" ;;
     esac
   done
 }

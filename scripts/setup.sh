@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Everything the tests and the demo need on this machine, installed or started only when
-# missing: the runtimes (Docker Engine, Apptainer), squashfs-tools, the ordinary user of the
-# unprivileged test run, the registry the pull tests start (not started here: the tests start
-# their own), and the locally built fixture images.
-# Which runtimes: CONTEXEC_RUNTIMES ("docker,apptainer", "apptainer", "docker"), each of which
+# missing: the runtimes (Docker Engine, Apptainer, a one-node SLURM cluster with accounting),
+# squashfs-tools, the ordinary user of the unprivileged test run, the registry the pull tests
+# start (not started here: the tests start their own), and the locally built fixture images.
+# Which runtimes: CONTEXEC_RUNTIMES ("docker,apptainer,slurm", "apptainer", ...), each of which
 # must then be set up or this fails; unset, every runtime that can be set up here is, and one
 # that cannot is reported (its tests are then skipped by name, with the reason).
 # Prints the runtimes that are ready on stdout, space-separated.
@@ -14,16 +14,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 selected_runtimes >/dev/null   # an unknown name stops here
 strict=${CONTEXEC_RUNTIMES:+yes}
 ready=""
-for runtime in docker apptainer; do
+for runtime in docker apptainer slurm; do
   if ! runtime_selected "$runtime"; then
     log "$runtime: left out by CONTEXEC_RUNTIMES=$CONTEXEC_RUNTIMES"
     continue
   fi
-  if [ "$runtime" = apptainer ]; then
-    setup() { ensure_commands sqfstar:squashfs-tools unsquashfs:squashfs-tools && "$here/setup-apptainer.sh" >/dev/null; }
-  else
-    setup() { "$here/setup-docker.sh"; }
-  fi
+  case "$runtime" in
+    apptainer) setup() { ensure_commands sqfstar:squashfs-tools unsquashfs:squashfs-tools && "$here/setup-apptainer.sh" >/dev/null; } ;;
+    docker) setup() { "$here/setup-docker.sh"; } ;;
+    # SLURM's jobs run Apptainer inside: it is set up too (once; the scripts check first).
+    slurm) setup() { ensure_commands sqfstar:squashfs-tools && "$here/setup-apptainer.sh" >/dev/null && "$here/setup-slurm.sh" >&2; } ;;
+  esac
   if (setup); then
     ready="$ready $runtime"
   elif [ -n "$strict" ]; then

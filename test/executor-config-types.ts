@@ -3,7 +3,7 @@
  * createExecutor's argument without importing any backend, and each backend's own options stay
  * the same set of options with compatible types.
  */
-import type { ApptainerExecutorConfig, DockerExecutorConfig } from "@contexec/core";
+import type { ApptainerExecutorConfig, DockerExecutorConfig, SlurmExecutorConfig } from "@contexec/core";
 import type { DockerExecutorOptions } from "@contexec/docker";
 import type { ApptainerExecutorOptions } from "@contexec/singularity";
 
@@ -19,3 +19,11 @@ export type DockerKeys = Assert<SameKeys<Omit<DockerExecutorConfig, "runtime">, 
 export type DockerTypes = Assert<Assignable<Omit<DockerExecutorConfig, "runtime">, DockerExecutorOptions>>;
 export type ApptainerKeys = Assert<SameKeys<ApptainerExecutorConfig, ApptainerExecutorOptions>>;
 export type ApptainerTypes = Assert<Assignable<ApptainerExecutorConfig, ApptainerExecutorOptions>>;
+
+// SLURM's innerConfig is the inner backend's options without runtime (and, for Apptainer, without
+// the SIF cache, which is the shared folder's).
+type InnerConfig<R> = NonNullable<Extract<SlurmExecutorConfig, { inner: R }>["innerConfig"]>;
+export type SlurmApptainerKeys = Assert<
+  SameKeys<InnerConfig<"apptainer">, Omit<ApptainerExecutorOptions, "runtime" | "cacheDir">>
+>;
+export type SlurmDockerKeys = Assert<SameKeys<InnerConfig<"docker">, DockerExecutorOptions>>;

@@ -1,5 +1,6 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { DockerExecutor } from "@contexec/docker";
 import { ApptainerExecutor } from "@contexec/singularity";
 import type { TestProject } from "vitest/node";
@@ -47,6 +48,7 @@ async function availability(
   if (selected && !selected.includes(name)) {
     return { available: false, reason: `CONTEXEC_RUNTIMES=${process.env.CONTEXEC_RUNTIMES} leaves it out` };
   }
+  if (name === "slurm") return slurmAvailability();
   const executor = name === "docker" ? new DockerExecutor() : new ApptainerExecutor();
   try {
     await executor.info();
@@ -56,4 +58,29 @@ async function availability(
   } finally {
     await executor.close().catch(() => {});
   }
+}
+
+/**
+ * The test cluster answers with a node that takes jobs, and Apptainer (which runs inside its
+ * jobs) works here: this machine is the cluster's node.
+ */
+async function slurmAvailability(): Promise<RuntimeAvailability> {
+  let states: string;
+  try {
+    const r = await promisify(execFile)("sinfo", ["--noheader", "--format=%T"], { timeout: 20_000 });
+    states = r.stdout.trim();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    const why = e.code === "ENOENT" ? "sinfo is not installed" : e.stderr?.trim() || e.message;
+    return {
+      available: false,
+      reason: `no SLURM cluster answers (scripts/setup-slurm.sh starts one): ${why}`,
+    };
+  }
+  if (!/idle|mixed|allocated|completing/.test(states))
+    return { available: false, reason: `no SLURM node takes jobs (sinfo: ${states || "no nodes"})` };
+  const inner = await availability("apptainer", undefined);
+  if (!inner.available)
+    return { available: false, reason: `Apptainer, which runs in its jobs: ${inner.reason}` };
+  return { available: true };
 }

@@ -7,11 +7,16 @@ describe("CONTEXEC_RUNTIMES", () => {
     expect(selectedRuntimes({ CONTEXEC_RUNTIMES: " " })).toBeUndefined();
     expect(selectedRuntimes({ CONTEXEC_RUNTIMES: "apptainer" })).toEqual(["apptainer"]);
     expect(selectedRuntimes({ CONTEXEC_RUNTIMES: "docker, apptainer" })).toEqual(["docker", "apptainer"]);
+    expect(selectedRuntimes({ CONTEXEC_RUNTIMES: "docker,apptainer,slurm" })).toEqual([
+      "docker",
+      "apptainer",
+      "slurm",
+    ]);
   });
 
   it("refuses a name it does not know, saying which are known", () => {
     expect(() => selectedRuntimes({ CONTEXEC_RUNTIMES: "docker,podman" })).toThrow(
-      'CONTEXEC_RUNTIMES names "podman"; known: docker, apptainer',
+      'CONTEXEC_RUNTIMES names "podman"; known: docker, apptainer, slurm',
     );
   });
 });

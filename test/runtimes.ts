@@ -1,14 +1,14 @@
 import { inject } from "vitest";
 
-/** The runtimes this repository's tests run against. */
-export const RUNTIME_NAMES = ["docker", "apptainer"] as const;
+/** The runtimes this repository's tests run against ("slurm": the test cluster, Apptainer inside its jobs). */
+export const RUNTIME_NAMES = ["docker", "apptainer", "slurm"] as const;
 export type RuntimeName = (typeof RUNTIME_NAMES)[number];
 
 /** Whether a runtime is tested in this run, and why not (set by test/global-setup.ts). */
 export type RuntimeAvailability = { available: true } | { available: false; reason: string };
 
 /**
- * The runtimes CONTEXEC_RUNTIMES names ("docker,apptainer", "apptainer", ...), or undefined when
+ * The runtimes CONTEXEC_RUNTIMES names ("docker,apptainer,slurm", "apptainer", ...), or undefined when
  * it is unset (every runtime this machine has is tested). Throws on a name it does not know.
  */
 export function selectedRuntimes(env: NodeJS.ProcessEnv = process.env): RuntimeName[] | undefined {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs pipeline.json's three steps on the backend a config file names: { "runtime": "docker" }
-// or { "runtime": "apptainer" } (later { "runtime": "slurm", ... }). Nothing else changes.
+// Runs pipeline.json's three steps on the backend a config file names: { "runtime": "docker" },
+// { "runtime": "apptainer" }, or { "runtime": "slurm", ... } (slurm.json: each step a batch job).
+// Nothing else changes.
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";

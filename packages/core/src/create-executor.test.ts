@@ -67,7 +67,13 @@ describe("createExecutor", () => {
       { runtime: "docker", socketPath: "/run/docker.sock", requestTimeoutMs: 5000 },
       { runtime: "apptainer", converter: "native", userns: true },
       { runtime: "singularity", binary: "/usr/bin/singularity" },
-      { runtime: "slurm", inner: "apptainer", slurm: { partition: "debug" } },
+      { runtime: "slurm", inner: "apptainer", slurm: { workDir: "/shared", partition: "debug" } },
+      {
+        runtime: "slurm",
+        inner: "docker",
+        slurm: { workDir: "/shared" },
+        innerConfig: { requestTimeoutMs: 5000 },
+      },
     ];
     // @ts-expect-error "dokcer" is no runtime
     const misspeltRuntime: ExecutorConfig = { runtime: "dokcer" };
@@ -77,6 +83,23 @@ describe("createExecutor", () => {
     const noInner: ExecutorConfig = { runtime: "slurm" };
     // @ts-expect-error converter is a name or an object
     const badConverter: ExecutorConfig = { runtime: "apptainer", converter: "fast" };
-    expect([good, misspeltRuntime, wrongOption, noInner, badConverter]).toHaveLength(5);
+    // @ts-expect-error slurm needs a shared workDir
+    const noWorkDir: ExecutorConfig = { runtime: "slurm", inner: "docker", slurm: { partition: "debug" } };
+    const innerMismatch: ExecutorConfig = {
+      runtime: "slurm",
+      inner: "docker",
+      slurm: { workDir: "/shared" },
+      // @ts-expect-error Apptainer's options do not go to Docker
+      innerConfig: { userns: true },
+    };
+    expect([
+      good,
+      misspeltRuntime,
+      wrongOption,
+      noInner,
+      badConverter,
+      noWorkDir,
+      innerMismatch,
+    ]).toHaveLength(7);
   });
 });

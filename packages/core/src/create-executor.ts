@@ -1,5 +1,6 @@
 import { InvalidConfigError } from "./errors.js";
 import type { ContainerExecutor, RegistryAccessOptions } from "./executor.js";
+import type { RuntimeProfile } from "./plan/run-plan.js";
 
 /** `createExecutor({ runtime: "docker", ... })`: the options of @contexec/docker. */
 export interface DockerExecutorConfig {
@@ -46,14 +47,100 @@ export interface ApptainerExecutorConfig {
   registry?: RegistryAccessOptions;
 }
 
-/** `createExecutor({ runtime: "slurm", inner: "apptainer" })`: @contexec/slurm runs the inner backend's container as a job. */
-export interface SlurmExecutorConfig {
-  runtime: "slurm";
-  /** The backend that runs the container on the compute node. */
-  inner: "apptainer" | "docker";
-  /** Scheduler options (partition, account, time limit, ...): see @contexec/slurm. */
-  slurm?: { [option: string]: unknown };
+/**
+ * Where and how @contexec/slurm submits its jobs (`slurm` of {@link SlurmExecutorConfig}). Only
+ * `workDir` is required.
+ */
+export interface SlurmOptions {
+  /**
+   * A folder every node sees at the same path (a shared file system): each job gets a folder
+   * under it for its script, output files, stdin and exit status.
+   */
+  workDir: string;
+  /**
+   * A folder every node sees, where images are converted once (Apptainer: the SIF cache) or kept
+   * as archives for the node to load (Docker). Default: `<workDir>/images`.
+   */
+  sharedCacheDir?: string;
+  /** A folder holding the SLURM commands (sbatch, sacct, squeue, scontrol, scancel, sinfo, srun); default: found on PATH. */
+  binDir?: string;
+  /** `--partition`; the cluster's default partition when absent. */
+  partition?: string;
+  /** `--account`. */
+  account?: string;
+  /** `--qos`. */
+  qos?: string;
+  /**
+   * `--time` for every job: minutes (a number), or SLURM's forms ("30", "1:30:00", "2-00:00:00",
+   * "UNLIMITED"). The partition's default when absent.
+   */
+  timeLimit?: string | number;
+  /**
+   * More sbatch long options, by name without the dashes: `{ constraint: "haswell",
+   * "mail-type": "END", exclusive: true }` gives `--constraint=haswell --mail-type=END --exclusive`.
+   * `true` is a flag without a value.
+   */
+  extra?: Record<string, string | number | true>;
+  /**
+   * Memory asked of the scheduler beyond the container's `resources.memoryBytes` for the inner
+   * runtime's own processes, which run in the job (Apptainer's starter and init: about 20 MiB).
+   * Default 64 MiB. (With Docker inside the container runs under the node's daemon, outside the job.)
+   */
+  runtimeMemoryMiB?: number;
+  /**
+   * How jobs are followed: `sacct` (the accounting database: finished jobs stay visible),
+   * `squeue` (the controller's queue, with `scontrol` for jobs that just left it), or `auto`
+   * (the default: sacct when accounting answers, probed once, else squeue).
+   */
+  tracking?: "auto" | "sacct" | "squeue";
+  /** The scheduler is asked at most this often, while something changes; default 2000 ms. */
+  pollIntervalMs?: number;
+  /** The longest pause between queries while nothing changes (the interval doubles up to it); default 30 000 ms. */
+  maxPollIntervalMs?: number;
+  /** A scheduler command that takes longer is "unknown, try again"; default 30 000 ms. */
+  commandTimeoutMs?: number;
+  /**
+   * Seconds before the time limit at which the job's container gets its stop signal (so it can
+   * end cleanly before SLURM kills it): `--signal=B:<signal>@N`. Default 60, at most half the limit.
+   */
+  signalBeforeLimitSec?: number;
+  /**
+   * `start()` resolves once the job runs (true, the default: then `state()` is "running"), or as
+   * soon as the job is queued (false: a queued job's state is "created" until it runs).
+   */
+  startWaitsForRunning?: boolean;
+  /**
+   * How to print the inner runtime's RuntimeProfile (JSON) on a compute node, when no
+   * `nodeProfile` is given: argv run under `srun`, followed by the inner runtime's name and its
+   * config as JSON. Default: this Node running @contexec/slurm's node probe script.
+   */
+  nodeProbeCommand?: string[];
 }
+
+/**
+ * `createExecutor({ runtime: "slurm", inner: "apptainer", slurm: { workDir } })`: the options of
+ * @contexec/slurm, which runs the inner backend's container as a SLURM batch job.
+ */
+export type SlurmExecutorConfig = {
+  runtime: "slurm";
+  slurm: SlurmOptions;
+  /**
+   * The inner runtime's profile on the compute nodes (`info()` there, as JSON). Probed once with
+   * `srun` when absent, then cached beside the shared images.
+   */
+  nodeProfile?: RuntimeProfile;
+} & (
+  | {
+      /** The backend that runs the container on the compute node. */
+      inner: "apptainer";
+      /** Its options, as createExecutor takes them, without `runtime` (the SIF cache is `slurm.sharedCacheDir`'s). */
+      innerConfig?: Omit<ApptainerExecutorConfig, "runtime" | "cacheDir">;
+    }
+  | {
+      inner: "docker";
+      innerConfig?: Omit<DockerExecutorConfig, "runtime">;
+    }
+);
 
 /**
  * Third-party runtimes add their config here, by declaration merging, after `registerBackend`:

@@ -76,6 +76,7 @@ export {
   knownRuntimes,
   registerBackend,
   type SlurmExecutorConfig,
+  type SlurmOptions,
   validateExecutorConfig,
 } from "./create-executor.js";
 export { debugEnabled, debugLog, logRuntimeCall, traceRuntimeCall } from "./debug-log.js";
@@ -158,6 +159,9 @@ export {
   describePlan,
   type FormatPlanOptions,
   formatPlan,
+  formatPlanCommand,
+  formatPlanHeader,
+  formatPlanStep,
   PLAN_SETUP_FAILED_EXIT,
 } from "./plan/format-plan.js";
 export { hostFacts } from "./plan/host-facts.js";

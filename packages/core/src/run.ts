@@ -148,6 +148,8 @@ export async function runContainer(
   if (!outcome.ok) fail(outcome.error);
   const done = result();
   return {
+    // A backend's own fields of its exit status (SLURM's jobId, jobState, reason) stay.
+    ...status,
     ...done,
     exitCode: status?.exitCode as number,
     oomKilled: status?.oomKilled === true,

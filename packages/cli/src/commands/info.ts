@@ -1,10 +1,4 @@
-import {
-  CAPABILITY_NAMES,
-  createExecutor,
-  type ExecutorConfig,
-  knownRuntimes,
-  type RuntimeInfo,
-} from "@contexec/core";
+import { CAPABILITY_NAMES, createExecutor, knownRuntimes, type RuntimeInfo } from "@contexec/core";
 import { type Command, type CommandContext, parseCommandArgs } from "../command.js";
 import { EXIT, exitCodeOf, UsageError } from "../exit-codes.js";
 import { chooseRuntime } from "../runtime/choose-runtime.js";
@@ -17,10 +11,10 @@ export type RuntimeReport =
 // "singularity" is the Apptainer backend under its other name: probing it twice says nothing new.
 const ALIASES = new Set(["singularity"]);
 
-async function probe(runtime: string): Promise<RuntimeReport> {
+async function probe(runtime: string, env: NodeJS.ProcessEnv): Promise<RuntimeReport> {
   try {
     // A name from the command line: the backend checks it at run time (an unknown one is E_INVALID_CONFIG).
-    const executor = await createExecutor({ runtime } as ExecutorConfig);
+    const executor = await createExecutor(chooseRuntime(runtime, undefined, env).config);
     try {
       return { runtime, available: true, info: await executor.info() };
     } finally {
@@ -85,7 +79,7 @@ Exit code: 0 when at least one runtime is available, else 125.`,
       values.runtime !== undefined
         ? [chooseRuntime(values.runtime, undefined, ctx.env).name]
         : knownRuntimes().filter((n) => !ALIASES.has(n));
-    const reports = await Promise.all(names.map(probe));
+    const reports = await Promise.all(names.map((n) => probe(n, ctx.env)));
     if (values.json) ctx.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
     else ctx.stdout.write(reports.map(formatReport).join("\n"));
     return reports.some((r) => r.available) ? 0 : EXIT.runtime;

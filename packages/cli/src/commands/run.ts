@@ -2,8 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, openSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
   type Container,
   type ContainerExecutor,
@@ -21,6 +20,7 @@ import type { Job } from "../job/job.js";
 import { readJobFile } from "../job/read-job-file.js";
 import { chooseRuntime, readProfile } from "../runtime/choose-runtime.js";
 import { resolveImage } from "../runtime/resolve-image.js";
+import { contexecStateDir } from "../runtime/slurm-config.js";
 import { ProgressReporter } from "../terminal/progress-line.js";
 import { PullProgressBoard } from "../terminal/pull-progress.js";
 
@@ -32,10 +32,15 @@ runtime: and slurm: chapters, a compose file with services: (SERVICE picks one),
 file (remotedir, slurm, container) as it is.
 
 Options:
-  --runtime NAME     docker, apptainer or singularity (default: the job's runtime:, else
-                     $CONTEXEC_RUNTIME, else docker)
+  --runtime NAME     docker, apptainer, singularity or slurm (default: the job's runtime:,
+                     else $CONTEXEC_RUNTIME, else docker). On slurm the container is a batch
+                     job (Apptainer inside unless runtime: options say inner: docker); the
+                     slurm: chapter gives its sbatch options, and its files go to remotedir,
+                     else $CONTEXEC_SLURM_WORKDIR, else ~/.local/state/contexec/slurm (a folder
+                     every node must see)
   --dry-run          print the plan as a bash script instead of running it (nothing is loaded,
-                     created or started)
+                     created or started); on slurm it writes the batch script (shown whole)
+                     and submits it with sbatch --wait
   --profile FILE     with --dry-run: plan for the machine this profile describes (written there by
                      contexec probe --json); the runtime need not be installed here
   --set KEY=VALUE    change a key of the job file (repeatable): --set command="echo hi",
@@ -90,7 +95,12 @@ async function run(ctx: CommandContext): Promise<number> {
     if (!values.quiet) ctx.stderr.write(`contexec: ${line}\n`);
   };
   for (const w of job.warnings) say(`warning: ${w}`);
-  const runtime = chooseRuntime(values.runtime, job.runtime, ctx.env);
+  const runtime = chooseRuntime(values.runtime, job.runtime, ctx.env, {
+    chapter: job.slurm,
+    jobDir: dirname(job.file),
+  });
+  // On SLURM the `slurm:` chapter's job-name names the job (the container's name, when it has none).
+  if (runtime.jobName !== undefined && job.spec.name === undefined) job.spec.name = runtime.jobName;
   if (runtime.ignoredOptions)
     say(`warning: the job's runtime options are for ${job.runtime?.name}, not ${runtime.name}: left out`);
 
@@ -265,10 +275,7 @@ function pipeTo(from: NodeJS.ReadableStream, to: NodeJS.WriteStream): Promise<vo
 
 /** Where detached runs keep their output: $XDG_STATE_HOME/contexec/runs, else ~/.local/state/contexec/runs. */
 export function runsDir(env: NodeJS.ProcessEnv): string {
-  const base = env.XDG_STATE_HOME?.startsWith("/")
-    ? env.XDG_STATE_HOME
-    : join(env.HOME || homedir(), ".local", "state");
-  return join(base, "contexec", "runs");
+  return join(contexecStateDir(env), "runs");
 }
 
 /** The environment variable a detached run's own process gets: its state folder. */

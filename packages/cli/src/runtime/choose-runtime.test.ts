@@ -28,3 +28,71 @@ describe("chooseRuntime", () => {
     expect(() => chooseRuntime("podman", undefined, {})).toThrow(UsageError);
   });
 });
+
+describe("chooseRuntime for slurm", () => {
+  const chapter = {
+    options: {
+      partition: "debug",
+      time: "00:10:00",
+      "job-name": "docksing_test",
+      nodes: "1",
+      exclusive: true,
+    } as Record<string, string | true>,
+    remoteDir: "results",
+  };
+
+  it("completes the config from the slurm: chapter, remotedir beside the job file, Apptainer inside", () => {
+    const r = chooseRuntime("slurm", undefined, { HOME: "/home/u" }, { chapter, jobDir: "/jobs/a" });
+    expect(r).toEqual({
+      name: "slurm",
+      ignoredOptions: false,
+      jobName: "docksing_test",
+      config: {
+        runtime: "slurm",
+        inner: "apptainer",
+        slurm: {
+          workDir: "/jobs/a/results",
+          partition: "debug",
+          timeLimit: "00:10:00",
+          extra: { nodes: "1", exclusive: true },
+        },
+      },
+    });
+  });
+
+  it("lets the runtime: chapter's options win, and finds a folder when nothing names one", () => {
+    const job = {
+      name: "slurm",
+      options: { inner: "docker", slurm: { partition: "big", extra: { nodes: "2" } } },
+    };
+    const r = chooseRuntime(undefined, job, { XDG_STATE_HOME: "/state" }, { chapter, jobDir: "/j" });
+    expect(r.config).toEqual({
+      runtime: "slurm",
+      inner: "docker",
+      slurm: {
+        workDir: "/j/results",
+        partition: "big",
+        timeLimit: "00:10:00",
+        extra: { nodes: "2", exclusive: true },
+      },
+    });
+    expect(chooseRuntime("slurm", undefined, { XDG_STATE_HOME: "/state" }).config).toEqual({
+      runtime: "slurm",
+      inner: "apptainer",
+      slurm: { workDir: "/state/contexec/slurm" },
+    });
+    expect(
+      chooseRuntime("slurm", undefined, { CONTEXEC_SLURM_WORKDIR: "/shared/me", HOME: "/home/u" }).config,
+    ).toMatchObject({ slurm: { workDir: "/shared/me" } });
+  });
+
+  it("gives apptainer options of a job to slurm's inner runtime only when the job names slurm", () => {
+    const r = chooseRuntime("slurm", { name: "apptainer", options: { userns: true } }, { HOME: "/h" });
+    expect(r.ignoredOptions).toBe(true);
+    expect(r.config).toEqual({
+      runtime: "slurm",
+      inner: "apptainer",
+      slurm: { workDir: "/h/.local/state/contexec/slurm" },
+    });
+  });
+});

@@ -8,7 +8,8 @@ import {
   type RuntimeProfile,
 } from "@contexec/core";
 import { UsageError } from "../exit-codes.js";
-import type { JobRuntime } from "../job/job.js";
+import type { JobRuntime, JobSlurm } from "../job/job.js";
+import { slurmExecutorConfig } from "./slurm-config.js";
 
 /** The environment variable naming the default runtime. */
 export const RUNTIME_ENV = "CONTEXEC_RUNTIME";
@@ -23,24 +24,43 @@ function family(name: string): string {
 /**
  * The runtime a command uses and the executor config for it: `--runtime`, else the job file's
  * `runtime:` chapter, else $CONTEXEC_RUNTIME, else docker. The job file's backend options apply
- * only when the runtime chosen is the one they were written for.
+ * only when the runtime chosen is the one they were written for. SLURM's config is completed
+ * from the job's `slurm:` chapter and defaults (see slurmExecutorConfig); `jobName` is the
+ * chapter's `job-name`.
  */
 export function chooseRuntime(
   flag: string | undefined,
   job: JobRuntime | undefined,
   env: NodeJS.ProcessEnv,
-): { name: string; config: ExecutorConfig; ignoredOptions: boolean } {
+  slurm: { chapter: JobSlurm | undefined; jobDir: string } | undefined = undefined,
+): { name: string; config: ExecutorConfig; ignoredOptions: boolean; jobName?: string } {
   const name = flag ?? job?.name ?? (env[RUNTIME_ENV] || undefined) ?? "docker";
   if (!knownRuntimes().includes(name)) {
     throw new UsageError(`unknown runtime "${name}"; known: ${knownRuntimes().join(", ")}`);
   }
   const options = job?.options ?? {};
   const applies = job?.name === undefined || family(job.name) === family(name);
+  const ignoredOptions = !applies && Object.keys(options).length > 0;
+  if (name === "slurm") {
+    const { config, jobName } = slurmExecutorConfig({
+      options: applies ? options : {},
+      chapter: slurm?.chapter,
+      jobDir: slurm?.jobDir,
+      env,
+    });
+    // Checked by the backend at run time, as any other runtime's.
+    return {
+      name,
+      config: config as ExecutorConfig,
+      ignoredOptions,
+      ...(jobName !== undefined && { jobName }),
+    };
+  }
   return {
     name,
     // Names and options from a job file or the command line: the backend checks them at run time.
     config: { ...(applies ? options : {}), runtime: name } as ExecutorConfig,
-    ignoredOptions: !applies && Object.keys(options).length > 0,
+    ignoredOptions,
   };
 }
 

@@ -45,8 +45,8 @@ const nothing = async () => {};
  * Finds the job's image for `executor`: an archive is loaded (a dry run reads its config only);
  * `docker://REF` is pulled unless the runtime has it already (compose's pull_policy "missing"; a
  * dry run pulls nothing and needs it there); an id or tag must be known to the runtime, except on
- * Apptainer, where a tag of the local Docker daemon is exported from it (`docker save`) and
- * converted, as DockSing users expect.
+ * Apptainer and SLURM, where a tag of the local Docker daemon is exported from it (`docker save`)
+ * and converted (or kept for the nodes), as DockSing users expect.
  */
 export async function resolveImage(
   executor: ContainerExecutor,
@@ -89,7 +89,8 @@ export async function resolveImage(
     });
     return { image: id, dispose: nothing };
   }
-  if (executor.runtime !== "apptainer" && executor.runtime !== "singularity") {
+  // Apptainer (and SLURM, which converts or keeps archives for its nodes) takes a Docker tag out of the local daemon.
+  if (!["apptainer", "singularity", "slurm"].includes(executor.runtime)) {
     if (!(await executor.hasImage(image.ref))) throw notFound(image.ref, executor.runtime);
     return { image: image.ref, dispose: nothing };
   }

@@ -94,7 +94,13 @@ export function registerEnvCases(ctx: SuiteContext): void {
     expect(r.exitCode).toBe(0);
     const env = parseEnviron(r.out);
     const { HOSTNAME, ...rest } = env;
-    const own = RUNTIME_OWN_VARIABLES[ctx.info.flavor] ?? [];
+    // A backend running another runtime's containers (SLURM) gives that runtime's profile as
+    // planner.nodeProfile: its containers have that runtime's variables.
+    const inner = (ctx.info.planner as { nodeProfile?: { flavor?: unknown } }).nodeProfile?.flavor;
+    const own =
+      RUNTIME_OWN_VARIABLES[ctx.info.flavor] ??
+      (typeof inner === "string" ? RUNTIME_OWN_VARIABLES[inner] : []) ??
+      [];
     const ownValues = Object.fromEntries(own.map((name) => [name, rest[name]]));
     for (const name of own) delete rest[name];
     // The image's user is root: HOME is root's. A runtime that runs containers as the caller (an

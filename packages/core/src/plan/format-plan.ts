@@ -23,28 +23,25 @@ export interface FormatPlanOptions {
 export function formatPlan(plan: RunPlan, options: FormatPlanOptions = {}): string {
   const lines: string[] = [];
   if (options.shebang !== false) lines.push("#!/usr/bin/env bash");
-  // Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and
-  // a line of it left uncommented would run on the host.
-  if (options.header !== false)
-    lines.push(...describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd())));
+  if (options.header !== false) lines.push(...formatPlanHeader(plan));
   lines.push("set -u");
   if (plan.after.length > 0) {
     lines.push("contexec_after() {");
-    for (const step of plan.after) lines.push(`  ${renderStep(step)}`);
+    for (const step of plan.after) lines.push(`  ${formatPlanStep(step)}`);
     lines.push("}", "trap contexec_after EXIT");
   }
   const setupFailed = `exit ${PLAN_SETUP_FAILED_EXIT}`;
   const prepare = plan.image.prepare;
   if (prepare) {
-    lines.push(`if ! ${renderCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1; then`);
+    lines.push(`if ! ${formatPlanCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1; then`);
     prepare.commands.forEach((c, i) => {
-      lines.push(`  ${renderCommand(c, `image.prepare.commands[${i}]`)} || ${setupFailed}`);
+      lines.push(`  ${formatPlanCommand(c, `image.prepare.commands[${i}]`)} || ${setupFailed}`);
     });
     lines.push("fi");
   }
-  for (const step of plan.before) lines.push(`${renderStep(step)} || ${setupFailed}`);
+  for (const step of plan.before) lines.push(`${formatPlanStep(step)} || ${setupFailed}`);
   lines.push(`cd -- ${shellQuote(plan.command.cwd, "command.cwd")} || ${setupFailed}`);
-  const run = renderCommand(plan.command, "command");
+  const run = formatPlanCommand(plan.command, "command");
   lines.push(plan.command.stdin ? run : `${run} </dev/null`);
   return `${lines.join("\n")}\n`;
 }
@@ -67,7 +64,20 @@ export function describePlan(plan: RunPlan): string[] {
   return lines;
 }
 
-function renderCommand(command: PlannedCommand, where: string): string {
+/**
+ * {@link describePlan} as bash comment lines, for the head of a script built around a plan.
+ * Every physical line is a comment: an argument may hold newlines (`sh -c` with a script), and a
+ * line of it left uncommented would run on the host.
+ */
+export function formatPlanHeader(plan: RunPlan): string[] {
+  return describePlan(plan).flatMap((l) => l.split(/\r\n|\r|\n/).map((p) => `# ${p}`.trimEnd()));
+}
+
+/**
+ * One planned command as a bash command line: `env -i` with exactly its environment, its argv,
+ * inside its cgroups when it has any. For scripts built around a plan (a batch scheduler's job).
+ */
+export function formatPlanCommand(command: PlannedCommand, where = "command"): string {
   const env = Object.entries(command.env).map(([k, v]) => shellQuote(`${k}=${v}`, `${where}.env.${k}`));
   const run = ["env", "-i", ...env, shellJoin(command.argv, `${where}.argv`)].join(" ");
   if (!command.joinCgroups?.length) return run;
@@ -76,7 +86,8 @@ function renderCommand(command: PlannedCommand, where: string): string {
   return `( ${join.join(" && ")} && exec ${run} )`;
 }
 
-function renderStep(step: PlanStep): string {
+/** One plan step as a bash command line: what runPlanSteps does, for a script. */
+export function formatPlanStep(step: PlanStep): string {
   const path = shellQuote(step.path, "step.path");
   switch (step.op) {
     case "mkdir":

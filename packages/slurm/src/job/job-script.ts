@@ -1,0 +1,264 @@
+import { posix } from "node:path";
+import {
+  formatPlanCommand,
+  formatPlanHeader,
+  formatPlanStep,
+  PLAN_SETUP_FAILED_EXIT,
+  type RunPlan,
+  shellQuote,
+} from "@contexec/core";
+import type { JobFiles } from "./job-files.js";
+import { sbatchDirective } from "./sbatch-options.js";
+
+/** Signals the batch shell passes on to the container (SIGKILL cannot be caught: scancel sends it to every process). */
+export const FORWARDED_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"] as const;
+
+export interface JobScriptInput {
+  /** The inner runtime's plan, made for the compute node. */
+  plan: RunPlan;
+  /** sbatch long options, written as `#SBATCH` directives. */
+  options: string[];
+  files: JobFiles;
+  /** The container's stop signal ("SIGTERM", "SIGINT"): forwarded as well when it is not in FORWARDED_SIGNALS. */
+  stopSignal: NodeJS.Signals;
+  /** A folder made while one job prepares the image, so concurrent jobs convert it once. */
+  prepareLock?: string | undefined;
+  /** Give the container a memory cgroup of its own in the job (see {@link ContainerMemoryCgroup}). */
+  memoryCgroup?: ContainerMemoryCgroup | undefined;
+}
+
+/**
+ * The container's memory limit inside the job, as Docker gives it: with cgroup v1, a memory
+ * cgroup of the container's own under the batch shell's (so under the limit SLURM holds the
+ * job to), holding only the container's processes: not the runtime's (Apptainer's starter and
+ * its namespace's init), which stay beside it in the job. Its limit is `memoryBytes`, its OOM
+ * kills are counted into the exit status file, and it is shown to the container read-only at
+ * /sys/fs/cgroup/memory through `link` (the plan binds `skeleton`, holding an empty `memory`
+ * folder, over /sys/fs/cgroup first: a fresh sysfs has no folder to bind onto). With cgroup v2
+ * (no processes may sit beside a child with controllers) the job's own cgroup is shown instead
+ * and SLURM's limit is the one that holds.
+ */
+export interface ContainerMemoryCgroup {
+  version: 1 | 2;
+  memoryBytes: number;
+  link: string;
+  skeleton: string;
+}
+
+/**
+ * The batch script of one container: the inner plan (image preparation, steps before, the runtime
+ * command, steps after) wrapped for a job. Every word goes through core's shellQuote (the plan's
+ * commands and steps through formatPlanCommand/formatPlanStep); nothing is string-joined.
+ *
+ * The script runs the container in the background with stdout and stderr appended to the job's
+ * files and stdin fed from the job's stdin file (or /dev/null), passes on the signals it gets
+ * (scancel --batch --signal, and `--signal=B:<stop signal>@N` before the time limit), waits, and
+ * writes the exit status file atomically (a temporary name, then mv): `phase=container` with the
+ * container's code, or `phase=setup` with 125 when the image or a step before could not be
+ * prepared.
+ */
+export function renderJobScript(input: JobScriptInput): string {
+  const { plan, files } = input;
+  const q = shellQuote;
+  const exitTmp = `${files.exit}.tmp`;
+  const lines: string[] = ["#!/usr/bin/env bash"];
+  for (const option of input.options) lines.push(sbatchDirective(option));
+  lines.push(
+    "#",
+    "# contexec job: a container run by the plan below, on the node SLURM picks.",
+    ...formatPlanHeader(plan),
+    "set -u",
+    // Without job control a background command ignores SIGINT and SIGQUIT (bash(1)), and the
+    // container could not be given them.
+    "set -m",
+    `contexec_status() {`,
+    `  printf 'phase=%s\\ncode=%s\\noom=%s\\n' "$1" "$2" "\${3:-0}" > ${q(exitTmp)} && mv -f -- ${q(exitTmp)} ${q(files.exit)}`,
+    `}`,
+    // A requeued job starts again: the status of an earlier attempt is not this one's.
+    `rm -f -- ${q(files.exit)} ${q(exitTmp)}`,
+    "contexec_lock_held=0",
+    "contexec_box=",
+    "contexec_on_exit() {",
+    ...(input.prepareLock
+      ? [`  [ "$contexec_lock_held" = 0 ] || rmdir -- ${q(input.prepareLock)} 2>/dev/null`]
+      : []),
+    ...plan.after.map((step) => `  ${formatPlanStep(step)}`),
+    // The container's cgroup goes before the job's: SLURM could not remove the job's otherwise.
+    '  if [ -n "$contexec_box" ]; then for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir -- "$contexec_box" 2>/dev/null && break; sleep 0.1; done; fi',
+    "  :",
+    "}",
+    "trap contexec_on_exit EXIT",
+    `contexec_setup_failed() { contexec_status setup ${PLAN_SETUP_FAILED_EXIT}; exit ${PLAN_SETUP_FAILED_EXIT}; }`,
+  );
+
+  const prepare = plan.image.prepare;
+  if (prepare) {
+    const present = `${formatPlanCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1`;
+    const commands = prepare.commands.map(
+      (c, i) => `${formatPlanCommand(c, `image.prepare.commands[${i}]`)} || contexec_setup_failed`,
+    );
+    lines.push(`if ! ${present}; then`);
+    if (input.prepareLock) {
+      const lock = q(input.prepareLock);
+      // One job prepares the image; the others wait for it, then find it there. A lock older
+      // than an hour was left by a job that died.
+      lines.push(
+        `  mkdir -p -- ${q(posix.dirname(input.prepareLock))} || contexec_setup_failed`,
+        `  until mkdir -- ${lock} 2>/dev/null; do`,
+        `    [ -z "$(find ${lock} -maxdepth 0 -mmin +60 2>/dev/null)" ] || rmdir -- ${lock} 2>/dev/null`,
+        "    sleep 1",
+        "  done",
+        "  contexec_lock_held=1",
+        `  if ! ${present}; then`,
+        ...commands.map((c) => `    ${c}`),
+        "  fi",
+        `  rmdir -- ${lock}`,
+        "  contexec_lock_held=0",
+      );
+    } else {
+      lines.push(...commands.map((c) => `  ${c}`));
+    }
+    lines.push("fi");
+  }
+  if (input.memoryCgroup) lines.push(...memoryCgroupLines(input.memoryCgroup));
+  for (const step of plan.before) lines.push(`${formatPlanStep(step)} || contexec_setup_failed`);
+  lines.push(`cd -- ${q(plan.command.cwd, "command.cwd")} || contexec_setup_failed`);
+
+  // Signals reach the runtime process, which passes them to the container's process.
+  const signals = new Set<string>(FORWARDED_SIGNALS);
+  const stop = input.stopSignal.replace(/^SIG/, "");
+  if (stop !== "KILL" && stop !== "STOP") signals.add(stop);
+  lines.push(
+    "contexec_pid=",
+    "contexec_trapped=0",
+    "contexec_forward() {",
+    "  contexec_trapped=1",
+    '  [ -z "$contexec_pid" ] || kill -s "$1" "$contexec_pid" 2>/dev/null || true',
+    "}",
+    ...[...signals].map((s) => `trap 'contexec_forward ${s}' ${s}`),
+  );
+
+  const run = formatPlanCommand(plan.command, "command");
+  const output = `>> ${q(files.stdout)} 2>> ${q(files.stderr)}`;
+  if (plan.command.stdin) {
+    lines.push(...stdinFeeder(files), `contexec_feed_stdin | ${run} ${output} &`);
+  } else {
+    lines.push(`${run} < /dev/null ${output} &`);
+  }
+  lines.push("contexec_pid=$!");
+  if (input.memoryCgroup?.version === 1) {
+    lines.push('if [ -n "$contexec_box" ]; then contexec_confine & contexec_confiner=$!; fi');
+  }
+  lines.push(
+    // wait returns early when a trapped signal arrives; the loop waits again (bash keeps the
+    // status of a child that ended meanwhile).
+    "contexec_trapped=1",
+    'while [ "$contexec_trapped" = 1 ]; do',
+    "  contexec_trapped=0",
+    '  wait "$contexec_pid"',
+    "  contexec_code=$?",
+    "done",
+    ...(input.memoryCgroup?.version === 1
+      ? [
+          'if [ -n "$contexec_box" ]; then',
+          '  kill "$contexec_confiner" 2>/dev/null',
+          '  while read -r contexec_k contexec_v; do [ "$contexec_k" != oom_kill ] || [ "$contexec_v" = 0 ] || contexec_oom=1; done < "$contexec_box/memory.oom_control"',
+          "fi",
+        ]
+      : []),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    'contexec_status container "$contexec_code" "${contexec_oom:-0}"',
+    'exit "$contexec_code"',
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * v1: makes the container's memory cgroup under the batch shell's own and a function moving the
+ * container's processes into it; v2: finds the job's cgroup. Links the view to it. Where neither
+ * can be made the link points at an empty folder (the bind still works and shows nothing), and
+ * the job's limit alone holds.
+ */
+function memoryCgroupLines(cg: ContainerMemoryCgroup): string[] {
+  const q = shellQuote;
+  const empty = `${cg.skeleton}/memory`;
+  const lines = [`mkdir -p -- ${q(empty)} || contexec_setup_failed`, "contexec_oom=0"];
+  if (cg.version === 2) {
+    return [
+      ...lines,
+      `contexec_cg=$(awk -F: '$1 == "0" { print $3; exit }' /proc/self/cgroup)`,
+      `contexec_cg_root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)`,
+      // SLURM's path is .../job_N/step_batch/...: the limit is set at the job.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+      "contexec_view=$contexec_cg_root${contexec_cg%%/step_*}",
+      `[ -n "$contexec_cg" ] && [ -n "$contexec_cg_root" ] && [ -d "$contexec_view" ] || contexec_view=${q(empty)}`,
+      `ln -sfn -- "$contexec_view" ${q(cg.link)} || contexec_setup_failed`,
+    ];
+  }
+  return [
+    ...lines,
+    `contexec_cg=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)`,
+    `contexec_cg_root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/mounts)`,
+    "contexec_shell_cg=$contexec_cg_root$contexec_cg",
+    'if [ -n "$contexec_cg" ] && [ -n "$contexec_cg_root" ] && [ -d "$contexec_shell_cg" ]; then',
+    "  contexec_box=$contexec_shell_cg/contexec-container",
+    `  if ! { mkdir -p -- "$contexec_box" && printf '%s' ${cg.memoryBytes} > "$contexec_box/memory.limit_in_bytes"; }; then`,
+    '    rmdir -- "$contexec_box" 2>/dev/null',
+    "    contexec_box=",
+    "  fi",
+    // Memory the container's processes allocated before they moved in is charged along (v1).
+    `  [ -z "$contexec_box" ] || { printf 3 > "$contexec_box/memory.move_charge_at_immigrate"; } 2>/dev/null`,
+    "fi",
+    `if [ -n "$contexec_box" ]; then contexec_view=$contexec_box; else contexec_view=${q(empty)}; fi`,
+    `ln -sfn -- "$contexec_view" ${q(cg.link)} || contexec_setup_failed`,
+    // Moves the container's processes (in a PID namespace other than this shell's, but not that
+    // namespace's init, the runtime's shim) out of the shell's cgroup into the container's;
+    // what they start later is born there. Often at first, then for a few seconds.
+    "contexec_confine() {",
+    "  local pid k v sweep=0 quiet=0 moved=0 found",
+    '  while [ $sweep -lt 100 ] && kill -0 "$contexec_pid" 2>/dev/null; do',
+    "    found=0",
+    "    while read -r pid; do",
+    "      [ /proc/$pid/ns/pid -ef /proc/self/ns/pid ] && continue",
+    "      v=",
+    '      { while read -r k v; do [ "$k" = NSpid: ] && break; done < /proc/$pid/status; } 2>/dev/null',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    '      [ -n "$v" ] && [ "${v##*[[:space:]]}" != 1 ] || continue',
+    '      echo "$pid" > "$contexec_box/cgroup.procs" 2>/dev/null && found=1',
+    '    done < "$contexec_shell_cg/cgroup.procs"',
+    "    if [ $found = 1 ]; then moved=1; quiet=0; else quiet=$((quiet + 1)); fi",
+    "    [ $moved = 1 ] && [ $quiet -ge 10 ] && return 0",
+    "    sweep=$((sweep + 1))",
+    "    if [ $sweep -lt 40 ]; then sleep 0.02; else sleep 0.1; fi",
+    "  done",
+    "}",
+  ];
+}
+
+/**
+ * A shell function copying the job's stdin file to its stdout as the executor appends to it,
+ * until the end marker is there and every byte before it is passed on. Polling (no inotify), so
+ * it works on a network file system.
+ */
+function stdinFeeder(files: JobFiles): string[] {
+  const stdin = shellQuote(files.stdin);
+  return [
+    "contexec_feed_stdin() {",
+    "  local sent=0 size complete=0",
+    "  while :; do",
+    `    size=$(stat -c %s -- ${stdin} 2>/dev/null || echo 0)`,
+    '    if [ "$size" -gt "$sent" ]; then',
+    `      tail -c "+$((sent + 1))" -- ${stdin} | head -c "$((size - sent))" || return 0`,
+    "      sent=$size",
+    `    elif [ "$complete" = 1 ] || [ -e ${shellQuote(files.exit)} ]; then`,
+    "      return 0",
+    `    elif [ -e ${shellQuote(files.stdinEnd)} ]; then`,
+    // One more look: bytes appended before the marker appeared.
+    "      complete=1",
+    "    else",
+    "      sleep 0.1",
+    "    fi",
+    "  done",
+    "}",
+  ];
+}
