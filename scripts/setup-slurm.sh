@@ -117,7 +117,7 @@ if conf_current && command -v sinfo >/dev/null 2>&1 && command -v sacct >/dev/nu
   exit 0
 fi
 
-apt_install slurm-wlm slurmdbd munge mariadb-server
+ensure_commands sbatch:slurm-wlm sacct:slurm-wlm slurmctld:slurm-wlm slurmd:slurm-wlm slurmdbd:slurmdbd munged:munge mariadbd:mariadb-server
 is_root || die "no SLURM cluster answers here; starting one needs root (or ask your cluster's admins)"
 
 # wait_for WHAT SECONDS COMMAND...: polls COMMAND every half second until it succeeds.
