@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatPlan, type RuntimeProfile, SUPPORTED, unsupported } from "@contexec/core";
@@ -121,5 +121,29 @@ describe("planning a job from a SLURM profile, with neither the scheduler nor Ap
       code: "E_INVALID_CONFIG",
       message: expect.stringContaining("planner.cluster"),
     });
+  });
+});
+
+describe("pulling for a SLURM job", () => {
+  it("with Docker inside, is refused before anything is fetched or written (the nodes load archives only)", async () => {
+    const work = await mkdtemp(join(tmpdir(), "contexec-slurm-pull-"));
+    const executor = new SlurmExecutor({
+      runtime: "slurm",
+      inner: "docker",
+      slurm: { workDir: join(work, "shared"), binDir: join(work, "no-slurm-bin") },
+    });
+    try {
+      // Port 9 (discard) on loopback: a request there would fail as unreachable, not as unsupported.
+      for (const pull of [
+        () => executor.pullImage("127.0.0.1:9/some/image:1"),
+        () => executor.loadImage("docker://127.0.0.1:9/some/image:1"),
+      ]) {
+        await expect(pull()).rejects.toMatchObject({ code: "E_UNSUPPORTED", capability: "pull" });
+      }
+      await expect(readdir(work)).resolves.toEqual([]);
+    } finally {
+      await executor.close();
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });
