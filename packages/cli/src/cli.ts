@@ -1,23 +1,45 @@
 import { readFileSync } from "node:fs";
 import { ContainerError } from "@contexec/core";
-import type { Command, CommandContext } from "./command.js";
-import { cacheCommand } from "./commands/cache.js";
-import { conformanceCommand } from "./commands/conformance.js";
-import { convertCommand } from "./commands/convert.js";
-import { infoCommand, probeCommand } from "./commands/info.js";
-import { pullCommand } from "./commands/pull.js";
-import { runCommand } from "./commands/run.js";
+import type { CommandContext, CommandEntry } from "./command.js";
 import { EXIT, exitCodeOf, UsageError } from "./exit-codes.js";
 
 /** Every command, in the order `contexec --help` lists them. A new one joins here. */
-export const COMMANDS: readonly Command[] = [
-  runCommand,
-  pullCommand,
-  convertCommand,
-  infoCommand,
-  probeCommand,
-  cacheCommand,
-  conformanceCommand,
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "run",
+    summary: "run a job file (compose service, compose file, DockSing file), or print its plan",
+    load: async () => (await import("./commands/run.js")).runCommand,
+  },
+  {
+    name: "pull",
+    summary: "pull an image from a registry into Docker or Apptainer's SIF cache, with per-layer progress",
+    load: async () => (await import("./commands/pull.js")).pullCommand,
+  },
+  {
+    name: "convert",
+    summary: "convert a docker-archive or OCI tarball to a SIF image, without Apptainer",
+    load: async () => (await import("./commands/convert.js")).convertCommand,
+  },
+  {
+    name: "info",
+    summary: "the runtimes found here: versions, privilege mode, capabilities with reasons",
+    load: async () => (await import("./commands/info.js")).infoCommand,
+  },
+  {
+    name: "probe",
+    summary: "one runtime's profile as JSON, for planning on another machine (run --profile)",
+    load: async () => (await import("./commands/info.js")).probeCommand,
+  },
+  {
+    name: "cache",
+    summary: "list or prune the SIF cache of the Apptainer backend",
+    load: async () => (await import("./commands/cache.js")).cacheCommand,
+  },
+  {
+    name: "conformance",
+    summary: "run the conformance suite against an installed runtime",
+    load: async () => (await import("./commands/conformance.js")).conformanceCommand,
+  },
 ];
 
 /** The package's version, from its package.json. */
@@ -53,18 +75,19 @@ export async function runCli(args: string[], ctx: Omit<CommandContext, "args">):
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-    ctx.stdout.write(`${topic ? topic.help : mainHelp()}\n`);
+    ctx.stdout.write(`${topic ? (await topic.load()).help : mainHelp()}\n`);
     return name === undefined ? EXIT.usage : 0;
   }
   if (name === "--version" || name === "-V") {
     ctx.stdout.write(`contexec ${version()}\n`);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
     ctx.stderr.write(`contexec: unknown command "${name}"\n\n${mainHelp()}\n`);
     return EXIT.usage;
   }
+  const command = await entry.load();
   try {
     return await command.run({ ...ctx, args: rest });
   } catch (err) {

@@ -14,8 +14,6 @@ export interface CommandContext {
 /** One `contexec` command. */
 export interface Command {
   name: string;
-  /** One line, for `contexec --help`. */
-  summary: string;
   /** The whole help text, for `contexec NAME --help`. */
   help: string;
   /** Runs the command; resolves with the process's exit code. */
@@ -26,6 +24,17 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 type Parsed<T extends Options> = ReturnType<
   typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>
 >;
+
+/**
+ * A command as `contexec --help` lists it: its module is loaded only when it runs (or its help is
+ * asked for), so a run does not pay for the converter, the registry client or the test runner.
+ */
+export interface CommandEntry {
+  name: string;
+  /** One line, for `contexec --help`. */
+  summary: string;
+  load(): Promise<Command>;
+}
 
 /** node:util's parseArgs, strict, positionals allowed, with its errors turned into {@link UsageError}s. */
 export function parseCommandArgs<T extends Options>(args: string[], options: T): Parsed<T> {

@@ -53,3 +53,6 @@ export function exitCodeOf(err: unknown): number {
 
 /** An error in how contexec was called: shown with the command's usage, exit {@link EXIT.usage}. */
 export class UsageError extends Error {}
+
+/** The environment variable a detached run's own process gets: its state folder, where main leaves the exit code. */
+export const RUN_STATE_ENV = "CONTEXEC_RUN_STATE";

@@ -1,5 +1,5 @@
 export { COMMANDS, runCli, version } from "./cli.js";
-export type { Command, CommandContext } from "./command.js";
+export type { Command, CommandContext, CommandEntry } from "./command.js";
 export { EXIT, exitCodeOf } from "./exit-codes.js";
 export type { Job, JobImage, JobRuntime, JobSlurm } from "./job/job.js";
 export { formatJobIssue, JobFileError, type JobIssue } from "./job/job-file-error.js";

@@ -2,7 +2,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCli } from "./cli.js";
-import { RUN_STATE_ENV } from "./commands/run.js";
+import { RUN_STATE_ENV } from "./exit-codes.js";
 
 const code = await runCli(process.argv.slice(2), {
   stdout: process.stdout,

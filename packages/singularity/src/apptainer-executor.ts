@@ -45,11 +45,10 @@ import {
   validateSpec,
   withoutSideChannels,
 } from "@contexec/core";
-import { RegistryClient } from "@contexec/registry";
+import type { RegistryClient } from "@contexec/registry";
 import { readImageFiles } from "@contexec/sif";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
-import { pullIntoSifCache } from "./image/registry-pull.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
 import { ApptainerBuildConverter, FallbackConverter, type SifConverter } from "./image/sif-converter.js";
 import { pathInSif, readFileInSif } from "./image/sif-paths.js";
@@ -268,6 +267,12 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   /** Pulls from a registry straight into the SIF cache (see registry-pull.ts); same ImageId as Docker's. */
   async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+    this.#assertOpen();
+    // Loaded on the first pull: a process that only runs containers does not pay for the client.
+    const [{ RegistryClient }, { pullIntoSifCache }] = await Promise.all([
+      import("@contexec/registry"),
+      import("./image/registry-pull.js"),
+    ]);
     this.#assertOpen();
     this.#registry ??= new RegistryClient({
       ...(this.#env && { env: this.#env }),

@@ -76,7 +76,6 @@ Options:
 
 export const cacheCommand: Command = {
   name: "cache",
-  summary: "list or prune the SIF cache of the Apptainer backend",
   help: HELP,
   async run(ctx: CommandContext): Promise<number> {
     const { values, positionals } = parseCommandArgs(ctx.args, {

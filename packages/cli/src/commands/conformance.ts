@@ -34,7 +34,6 @@ Exit code: 0 when no case failed, 1 when some did.`;
 
 export const conformanceCommand: Command = {
   name: "conformance",
-  summary: "run the conformance suite against an installed runtime",
   help: HELP,
   async run(ctx: CommandContext): Promise<number> {
     const { values, positionals } = parseCommandArgs(ctx.args, {

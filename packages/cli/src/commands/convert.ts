@@ -7,7 +7,6 @@ import { ProgressReporter } from "../terminal/progress-line.js";
 
 export const convertCommand: Command = {
   name: "convert",
-  summary: "convert a docker-archive or OCI tarball to a SIF image, without Apptainer",
   help: `Usage: contexec convert IMAGE.tar -o OUT.sif [options]
 
 Converts a docker-archive (docker save) or OCI layout tarball into a SIF image that Apptainer

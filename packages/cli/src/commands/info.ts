@@ -51,7 +51,6 @@ export function formatReport(r: RuntimeReport): string {
 
 export const infoCommand: Command = {
   name: "info",
-  summary: "the runtimes found here: versions, privilege mode, capabilities with reasons",
   help: `Usage: contexec info [--runtime NAME] [--json]
 
 Probes every runtime contexec knows (or only --runtime NAME) and prints what it found: flavor and
@@ -88,7 +87,6 @@ Exit code: 0 when at least one runtime is available, else 125.`,
 
 export const probeCommand: Command = {
   name: "probe",
-  summary: "one runtime's profile as JSON, for planning on another machine (run --profile)",
   help: `Usage: contexec probe [--runtime NAME] [--json]
 
 Probes one runtime (default: $CONTEXEC_RUNTIME, else docker) and prints its profile as JSON:

@@ -33,7 +33,6 @@ mismatch, a hostile layer); 125 the registry or the runtime cannot be reached; 1
 
 export const pullCommand: Command = {
   name: "pull",
-  summary: "pull an image from a registry into Docker or Apptainer's SIF cache, with per-layer progress",
   help: HELP,
   async run(ctx: CommandContext): Promise<number> {
     const { values, positionals } = parseCommandArgs(ctx.args, {

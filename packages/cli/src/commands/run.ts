@@ -15,7 +15,7 @@ import {
   validateSpec,
 } from "@contexec/core";
 import { type Command, type CommandContext, parseCommandArgs } from "../command.js";
-import { UsageError } from "../exit-codes.js";
+import { RUN_STATE_ENV, UsageError } from "../exit-codes.js";
 import type { Job } from "../job/job.js";
 import { readJobFile } from "../job/read-job-file.js";
 import { chooseRuntime, readProfile } from "../runtime/choose-runtime.js";
@@ -59,7 +59,6 @@ failed; 126 the command cannot be executed; 127 the command is not in the image.
 
 export const runCommand: Command = {
   name: "run",
-  summary: "run a job file (compose service, compose file, DockSing file), or print its plan",
   help: HELP,
   run,
 };
@@ -277,9 +276,6 @@ function pipeTo(from: NodeJS.ReadableStream, to: NodeJS.WriteStream): Promise<vo
 export function runsDir(env: NodeJS.ProcessEnv): string {
   return join(contexecStateDir(env), "runs");
 }
-
-/** The environment variable a detached run's own process gets: its state folder. */
-export const RUN_STATE_ENV = "CONTEXEC_RUN_STATE";
 
 /**
  * Starts this same command again without --detach, in the background (its own session, so the
