@@ -94,11 +94,19 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
       Array.from({ length: 6 }, async () => {
         const c = await ex.create({
           image,
-          command: ["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.2; done"],
+          command: ["sh", "-c", "trap 'exit 7' TERM; echo ready; while true; do sleep 0.2; done"],
         });
-        c.stdout.resume();
+        // Killed once its trap is set (before, the signal would end it as 143: the same on every backend).
+        const ready = new Promise<void>((resolve) => {
+          let seen = "";
+          c.stdout.on("data", (chunk: Buffer) => {
+            seen += chunk.toString();
+            if (seen.includes("ready\n")) resolve();
+          });
+        });
         c.stderr.resume();
         await c.start();
+        await ready;
         return c;
       }),
     );

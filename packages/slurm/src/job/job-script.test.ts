@@ -150,6 +150,28 @@ describe("renderJobScript (run through real bash)", () => {
     expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\noom=0\n");
   });
 
+  it("stopped before its container starts (while the image is prepared), never starts it and reports the signal", async () => {
+    const files = await jobFolder("early");
+    const plan = shellPlan("echo ran");
+    const at = (argv: string[]): PlannedCommand => ({
+      argv,
+      env: { PATH: "/usr/bin:/bin" },
+      cwd: "/",
+      stdin: false,
+    });
+    plan.image = {
+      ...plan.image,
+      action: "convert",
+      path: join(root, "early.sif"),
+      // The preparation sends the job script its stop signal, as scancel --batch would mid-way.
+      prepare: { present: at(["false"]), commands: [at(["sh", "-c", 'kill -TERM "$PPID"; sleep 0.2'])] },
+    };
+    const { done } = await start(plan, files);
+    expect(await done).toBe(143);
+    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\noom=0\n");
+    expect(await readFile(files.stdout, "utf8").catch(() => "")).toBe("");
+  });
+
   it("feeds stdin from the job's file as it grows, binary-safe, until the end marker", async () => {
     const files = await jobFolder("stdin");
     await writeFile(files.stdin, "");

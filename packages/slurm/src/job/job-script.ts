@@ -91,6 +91,24 @@ export function renderJobScript(input: JobScriptInput): string {
     `contexec_setup_failed() { contexec_status setup ${PLAN_SETUP_FAILED_EXIT}; exit ${PLAN_SETUP_FAILED_EXIT}; }`,
   );
 
+  // Signals reach the runtime process, which passes them to the container's process. Trapped
+  // from the start: one that comes before the container runs (while the image is prepared, or
+  // the steps before run) is kept and decides below, instead of ending this script unreported
+  // or being lost (the container would then run on to SIGKILL).
+  const signals = new Set<string>(FORWARDED_SIGNALS);
+  const stop = input.stopSignal.replace(/^SIG/, "");
+  if (stop !== "KILL" && stop !== "STOP") signals.add(stop);
+  lines.push(
+    "contexec_pid=",
+    "contexec_early=",
+    "contexec_trapped=0",
+    "contexec_forward() {",
+    "  contexec_trapped=1",
+    '  if [ -n "$contexec_pid" ]; then kill -s "$1" "$contexec_pid" 2>/dev/null || true; else contexec_early=$1; fi',
+    "}",
+    ...[...signals].map((s) => `trap 'contexec_forward ${s}' ${s}`),
+  );
+
   const prepare = plan.image.prepare;
   if (prepare) {
     const present = `${formatPlanCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1`;
@@ -124,18 +142,13 @@ export function renderJobScript(input: JobScriptInput): string {
   for (const step of plan.before) lines.push(`${formatPlanStep(step)} || contexec_setup_failed`);
   lines.push(`cd -- ${q(plan.command.cwd, "command.cwd")} || contexec_setup_failed`);
 
-  // Signals reach the runtime process, which passes them to the container's process.
-  const signals = new Set<string>(FORWARDED_SIGNALS);
-  const stop = input.stopSignal.replace(/^SIG/, "");
-  if (stop !== "KILL" && stop !== "STOP") signals.add(stop);
+  // Stopped before the container started: it never starts, and ends as that signal would have
+  // ended it (128+n), as a container killed the moment it starts does.
   lines.push(
-    "contexec_pid=",
-    "contexec_trapped=0",
-    "contexec_forward() {",
-    "  contexec_trapped=1",
-    '  [ -z "$contexec_pid" ] || kill -s "$1" "$contexec_pid" 2>/dev/null || true',
-    "}",
-    ...[...signals].map((s) => `trap 'contexec_forward ${s}' ${s}`),
+    'if [ -n "$contexec_early" ]; then',
+    '  contexec_status container "$((128 + $(kill -l "$contexec_early")))" 0',
+    '  exit "$((128 + $(kill -l "$contexec_early")))"',
+    "fi",
   );
 
   const run = formatPlanCommand(plan.command, "command");
@@ -145,7 +158,11 @@ export function renderJobScript(input: JobScriptInput): string {
   } else {
     lines.push(`${run} < /dev/null ${output} &`);
   }
-  lines.push("contexec_pid=$!");
+  // A signal between the start and this line found no pid yet: it is passed on now.
+  lines.push(
+    "contexec_pid=$!",
+    '[ -z "$contexec_early" ] || kill -s "$contexec_early" "$contexec_pid" 2>/dev/null || true',
+  );
   if (input.memoryCgroup?.version === 1) {
     lines.push('if [ -n "$contexec_box" ]; then contexec_confine & contexec_confiner=$!; fi');
   }
