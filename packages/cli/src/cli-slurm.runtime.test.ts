@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SUPERVISED_JOB_SH } from "@contexec/core/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { runtimeGate } from "#test/runtimes";
 import { bash, buildCli, contexec, startContexec } from "./test-support/contexec-process.js";
@@ -138,6 +139,24 @@ describe.skipIf(gate.skip)(gate.title("contexec run on slurm"), () => {
       encoding: "utf8",
     });
     expect(queued.trim()).toBe("");
+    expect(await jobFoldersLeft()).toEqual([]);
+  });
+
+  it("--status prints the job's statuses from the shared folder, and its result at the end", async () => {
+    const dir = await jobDir("status", {
+      "job.yaml": [
+        "image: ./busybox.tar",
+        `command: [sh, -c, ${JSON.stringify(SUPERVISED_JOB_SH)}, job]`,
+        'environment: { STEPS: "3", STEP_SECONDS: "0.7" }',
+      ].join("\n"),
+    });
+    const r = await contexec(["run", "job.yaml", "--runtime", "slurm", "--status", "--quiet"], {
+      cwd: dir,
+      env,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect([...r.stderr.matchAll(/^ {2}step (\d+) of 3$/gm)].map((m) => Number(m[1]))).toEqual([1, 2, 3]);
+    expect(r.stdout).toBe("done: 3 steps\n");
     expect(await jobFoldersLeft()).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SUPERVISED_JOB_SH } from "@contexec/core/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { runtimeGate } from "#test/runtimes";
 import { bash, buildCli, contexec, startContexec } from "./test-support/contexec-process.js";
@@ -187,6 +188,53 @@ describe.each(RUNTIMES)("contexec run on %s", (runtime) => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(r.code).toBe(137);
     await expectNothingLeft(marker, tmp);
+  });
+});
+
+describe.each(RUNTIMES)("supervised runs (--status, --result) on %s", (runtime) => {
+  /** A job in the /service convention: a progress page per step, a result, and ABORT honoured. */
+  async function supervisedJob(name: string, steps: number, stepSeconds: number): Promise<string> {
+    return jobDir(name, {
+      "job.yaml": [
+        "image: ./busybox.tar",
+        `command: [sh, -c, ${JSON.stringify(SUPERVISED_JOB_SH)}, job]`,
+        "network_mode: none",
+        `environment: { STEPS: "${steps}", STEP_SECONDS: "${stepSeconds}" }`,
+        "stop_grace_period: 20s",
+      ].join("\n"),
+    });
+  }
+  const stepsPrinted = (stderr: string) =>
+    [...stderr.matchAll(/^ {2}step (\d+) of \d+$/gm)].map((m) => Number(m[1]));
+
+  it("prints every status as text, in order, and writes the result to --result", async () => {
+    const dir = await supervisedJob(`status-${runtime}`, 3, 0.7);
+    const r = await contexec(
+      ["run", "job.yaml", "--runtime", runtime, "--status", "--result", "result.txt"],
+      {
+        cwd: dir,
+        env,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(stepsPrinted(r.stderr)).toEqual([1, 2, 3]);
+    expect(r.stderr).toContain("contexec: status 1:\n  Progress\n");
+    expect(r.stderr).not.toContain("<p>");
+    expect(await readFile(join(dir, "result.txt"), "utf8")).toBe("done: 3 steps\n");
+  });
+
+  it("on Ctrl-C sends ABORT first: the job stops by itself with its own result, on stdout", async () => {
+    const dir = await supervisedJob(`abort-${runtime}`, 120, 0.5);
+    const run = startContexec(["run", "job.yaml", "--runtime", runtime, "--status"], { cwd: dir, env });
+    const deadline = Date.now() + 120_000;
+    while (stepsPrinted(run.stderr()).length < 2 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain("SIGINT: asking the job to stop (ABORT");
+    expect(r.stdout).toMatch(/^aborted at step \d+\n$/);
+    expect(r.stderr).toMatch(/ {2}aborted at step \d+\n$/);
   });
 });
 

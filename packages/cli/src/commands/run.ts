@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, openSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import {
   type Container,
   type ContainerExecutor,
@@ -10,8 +10,11 @@ import {
   checkCapabilities,
   createExecutor,
   formatPlan,
+  htmlToText,
   InvalidConfigError,
   type PlanStep,
+  type StatusUpdate,
+  type Supervision,
   validateSpec,
 } from "@contexec/core";
 import { type Command, type CommandContext, parseCommandArgs } from "../command.js";
@@ -45,6 +48,12 @@ Options:
                      contexec probe --json); the runtime need not be installed here
   --set KEY=VALUE    change a key of the job file (repeatable): --set command="echo hi",
                      --set environment.NAME=value, --set deploy.resources.limits.memory=1g
+  --status           supervise the job by the /service convention: a folder bound at /service,
+                     each new /service/status.html printed on stderr as it comes (HTML reduced
+                     to text), /service/result.txt written to stdout at the end (or to --result);
+                     Ctrl-C first appends ABORT to /service/notifications.txt and gives the job
+                     its grace period to stop by itself, then stops it as below
+  --result FILE      with or without --status: the job's /service/result.txt goes to FILE
   --detach, -d       run in the background; prints where its output and exit code go
   --quiet, -q        no progress or warnings on stderr
   --help, -h         this help
@@ -69,6 +78,8 @@ async function run(ctx: CommandContext): Promise<number> {
     "dry-run": { type: "boolean" },
     profile: { type: "string" },
     set: { type: "string", multiple: true },
+    status: { type: "boolean" },
+    result: { type: "string" },
     detach: { type: "boolean", short: "d" },
     quiet: { type: "boolean", short: "q" },
     help: { type: "boolean", short: "h" },
@@ -90,6 +101,9 @@ async function run(ctx: CommandContext): Promise<number> {
     ...(service !== undefined && { service }),
     ...(values.set && { set: values.set }),
   });
+  const supervised = values.status === true || values.result !== undefined;
+  // The convention's folder, private to this run, unless the job file gives a supervision itself.
+  if (supervised) job.spec.supervision ??= {};
   const say = (line: string) => {
     if (!values.quiet) ctx.stderr.write(`contexec: ${line}\n`);
   };
@@ -113,7 +127,10 @@ async function run(ctx: CommandContext): Promise<number> {
   });
   try {
     if (values["dry-run"]) return await dryRun(ctx, job, executor, values.profile, say);
-    return await runJob(ctx, job, executor, say);
+    return await runJob(ctx, job, executor, say, {
+      printStatus: values.status === true,
+      ...(values.result !== undefined && { resultFile: resolve(ctx.cwd, values.result) }),
+    });
   } finally {
     await executor.close();
   }
@@ -168,20 +185,36 @@ function createSteps(paths: readonly string[], onlyMissing: boolean): PlanStep[]
     }));
 }
 
+/** What `--status` and `--result` ask of a run. */
+interface Supervising {
+  printStatus: boolean;
+  resultFile?: string;
+}
+
 async function runJob(
   ctx: CommandContext,
   job: Job,
   executor: ContainerExecutor,
   say: (line: string) => void,
+  supervising: Supervising,
 ): Promise<number> {
   const abort = new AbortController();
   let container: Container | undefined;
   let signals = 0;
   const graceMs = job.stopGraceMs ?? 10_000;
   let started = false;
+  let abortTimer: NodeJS.Timeout | undefined;
   const stop = (first: boolean) => {
     if (!container) return;
-    if (first)
+    const supervision = container.supervision;
+    if (first && supervision) {
+      // The convention's way first: ABORT, and the grace period for the job to stop by itself.
+      void supervision.notify("ABORT").catch(() => {});
+      abortTimer = setTimeout(() => {
+        say(`the job did not stop within ${graceMs / 1000}s of ABORT: stopping the container`);
+        void container?.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
+      }, graceMs);
+    } else if (first)
       void container.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
     else void container.kill({ signal: "SIGKILL", graceMs: 0 }).catch(() => {});
   };
@@ -192,7 +225,9 @@ async function runJob(
     if (!started) return;
     if (signals === 1) {
       say(
-        `${signal}: stopping the container (${job.stopSignal ?? "its stop signal"}, then SIGKILL after ${graceMs / 1000}s; Ctrl-C again to kill it now)`,
+        container?.supervision
+          ? `${signal}: asking the job to stop (ABORT in its notifications), then its stop signal after ${graceMs / 1000}s; Ctrl-C again to kill it now`
+          : `${signal}: stopping the container (${job.stopSignal ?? "its stop signal"}, then SIGKILL after ${graceMs / 1000}s; Ctrl-C again to kill it now)`,
       );
     }
     stop(signals === 1);
@@ -231,6 +266,14 @@ async function runJob(
     container = created;
     try {
       const copied = [pipeTo(created.stdout, ctx.stdout), pipeTo(created.stderr, ctx.stderr)];
+      // Every status, in order, to the end (the last one may come after the exit).
+      const statuses =
+        supervising.printStatus && created.supervision
+          ? (async () => {
+              for await (const update of (created.supervision as Supervision).statusUpdates())
+                ctx.stderr.write(formatStatus(update));
+            })().catch(() => {})
+          : undefined;
       if (abort.signal.aborted) return 130;
       await created.start();
       started = true;
@@ -243,10 +286,18 @@ async function runJob(
         ctx.stdin.on("end", () => stdin.end());
       }
       const status = await created.wait();
-      await Promise.all(copied);
+      clearTimeout(abortTimer);
+      await Promise.all([...copied, statuses]);
       if (status.oomKilled) say("the container ran out of memory (killed by the OOM killer)");
+      if (supervising.resultFile !== undefined) {
+        if (status.result !== undefined) await writeFile(supervising.resultFile, status.result);
+        else say(`the job wrote no result: ${supervising.resultFile} not written`);
+      } else if (supervising.printStatus && status.result !== undefined) {
+        ctx.stdout.write(status.result);
+      }
       return status.exitCode;
     } finally {
+      clearTimeout(abortTimer);
       ctx.stdin.unpipe();
       ctx.stdin.pause();
       await created.remove();
@@ -255,6 +306,12 @@ async function runJob(
     progress?.finish();
     for (const s of signalNames) process.off(s, onSignal);
   }
+}
+
+/** A status update for stderr: its number, then its text (HTML reduced), each line indented. */
+export function formatStatus(update: StatusUpdate): string {
+  const lines = htmlToText(update.content).trimEnd().split("\n");
+  return `contexec: status ${update.sequence}:\n${lines.map((l) => `  ${l}\n`).join("")}`;
 }
 
 /** Copies a container stream to ours as it comes, without ending ours; resolves at its end. */
