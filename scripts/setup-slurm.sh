@@ -117,7 +117,8 @@ if conf_current && command -v sinfo >/dev/null 2>&1 && command -v sacct >/dev/nu
   exit 0
 fi
 
-ensure_commands sbatch:slurm-wlm sacct:slurm-wlm slurmctld:slurm-wlm slurmd:slurm-wlm slurmdbd:slurmdbd munged:munge mariadbd:mariadb-server
+# The daemons by the paths they are started from (an ordinary user's PATH lacks /usr/sbin).
+ensure_commands sbatch:slurm-wlm sacct:slurm-wlm /usr/sbin/slurmctld:slurm-wlm /usr/sbin/slurmd:slurm-wlm /usr/sbin/slurmdbd:slurmdbd /usr/sbin/munged:munge /usr/sbin/mariadbd:mariadb-server
 is_root || die "no SLURM cluster answers here; starting one needs root (or ask your cluster's admins)"
 
 # wait_for WHAT SECONDS COMMAND...: polls COMMAND every half second until it succeeds.

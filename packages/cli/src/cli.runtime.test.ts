@@ -223,6 +223,26 @@ describe.each(RUNTIMES)("supervised runs (--status, --result) on %s", (runtime) 
     expect(await readFile(join(dir, "result.txt"), "utf8")).toBe("done: 3 steps\n");
   });
 
+  it("refuses a --result it could not write before anything runs, and leaves no stale result", async () => {
+    const dir = await supervisedJob(`result-${runtime}`, 1, 0.1);
+    const refused = await contexec(
+      ["run", "job.yaml", "--runtime", runtime, "--result", join(dir, "no-such-dir", "r.txt")],
+      { cwd: dir, env },
+    );
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toContain("cannot write into");
+    // A job that writes no result: an earlier run's file does not pass for this one's.
+    await writeFile(join(dir, "job.yaml"), "image: ./busybox.tar\ncommand: [true]\nnetwork_mode: none\n");
+    await writeFile(join(dir, "old.txt"), "an earlier result\n");
+    const r = await contexec(["run", "job.yaml", "--runtime", runtime, "--result", "old.txt", "--quiet"], {
+      cwd: dir,
+      env,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("the job wrote no result");
+    expect(existsSync(join(dir, "old.txt"))).toBe(false);
+  });
+
   it("on Ctrl-C sends ABORT first: the job stops by itself with its own result, on stdout", async () => {
     const dir = await supervisedJob(`abort-${runtime}`, 120, 0.5);
     const run = startContexec(["run", "job.yaml", "--runtime", runtime, "--status"], { cwd: dir, env });

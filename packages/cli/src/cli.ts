@@ -87,9 +87,9 @@ export async function runCli(args: string[], ctx: Omit<CommandContext, "args">):
     ctx.stderr.write(`contexec: unknown command "${name}"\n\n${mainHelp()}\n`);
     return EXIT.usage;
   }
-  const command = await entry.load();
+  const command = entry;
   try {
-    return await command.run({ ...ctx, args: rest });
+    return await (await entry.load()).run({ ...ctx, args: rest });
   } catch (err) {
     if (err instanceof UsageError) {
       ctx.stderr.write(

@@ -97,12 +97,15 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
           command: ["sh", "-c", "trap 'exit 7' TERM; echo ready; while true; do sleep 0.2; done"],
         });
         // Killed once its trap is set (before, the signal would end it as 143: the same on every backend).
-        const ready = new Promise<void>((resolve) => {
+        const ready = new Promise<void>((resolve, reject) => {
           let seen = "";
           c.stdout.on("data", (chunk: Buffer) => {
             seen += chunk.toString();
             if (seen.includes("ready\n")) resolve();
           });
+          c.stdout.once("end", () =>
+            reject(new Error(`the container ended before its trap was set: ${seen}`)),
+          );
         });
         c.stderr.resume();
         await c.start();

@@ -229,7 +229,7 @@ export class SlurmExecutor implements ContainerExecutor {
   }
 
   /** Pulled on this machine into the shared SIF cache, for every node (Apptainer inside; see SharedImages.pull). */
-  pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
+  async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
     this.#assertOpen();
     return this.images.pull(reference, options);
   }

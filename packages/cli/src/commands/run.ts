@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, openSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { constants, existsSync, openSync } from "node:fs";
+import { access, mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import {
   type Container,
@@ -101,6 +101,13 @@ async function run(ctx: CommandContext): Promise<number> {
     ...(service !== undefined && { service }),
     ...(values.set && { set: values.set }),
   });
+  const resultFile = values.result !== undefined ? resolve(ctx.cwd, values.result) : undefined;
+  // Checked before anything runs: a job's result must not be lost to a folder that is not there.
+  if (resultFile !== undefined && !values["dry-run"]) {
+    await access(dirname(resultFile), constants.W_OK).catch(() => {
+      throw new UsageError(`--result ${values.result}: cannot write into ${dirname(resultFile)}`);
+    });
+  }
   const supervised = values.status === true || values.result !== undefined;
   // The convention's folder, private to this run, unless the job file gives a supervision itself.
   if (supervised) job.spec.supervision ??= {};
@@ -129,7 +136,7 @@ async function run(ctx: CommandContext): Promise<number> {
     if (values["dry-run"]) return await dryRun(ctx, job, executor, values.profile, say);
     return await runJob(ctx, job, executor, say, {
       printStatus: values.status === true,
-      ...(values.result !== undefined && { resultFile: resolve(ctx.cwd, values.result) }),
+      ...(resultFile !== undefined && { resultFile }),
     });
   } finally {
     await executor.close();
@@ -218,11 +225,9 @@ async function runJob(
       void container.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
     else void container.kill({ signal: "SIGKILL", graceMs: 0 }).catch(() => {});
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    abort.abort(new Error(`${signal} received`));
-    // Before the container runs, the abort stops what is under way (a load, a conversion).
-    if (!started) return;
+  let firstSignal: NodeJS.Signals | undefined;
+  /** Stops the running container for the signals received so far, saying how at the first. */
+  const stopFor = (signal: NodeJS.Signals) => {
     if (signals === 1) {
       say(
         container?.supervision
@@ -231,6 +236,15 @@ async function runJob(
       );
     }
     stop(signals === 1);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    firstSignal ??= signal;
+    abort.abort(new Error(`${signal} received`));
+    // Before the container runs, the abort stops what is under way (a load, a conversion); one
+    // that comes while it starts (its output may already be out) is acted on once it runs.
+    if (!started) return;
+    stopFor(signal);
   };
   const signalNames: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   for (const s of signalNames) process.on(s, onSignal);
@@ -278,7 +292,7 @@ async function runJob(
       await created.start();
       started = true;
       // A signal that came while it was starting: stop it now, as if it had come after.
-      if (abort.signal.aborted) stop(signals === 1);
+      if (firstSignal !== undefined) stopFor(firstSignal);
       if (created.stdin) {
         const stdin = created.stdin;
         stdin.on("error", () => {});
@@ -291,7 +305,11 @@ async function runJob(
       if (status.oomKilled) say("the container ran out of memory (killed by the OOM killer)");
       if (supervising.resultFile !== undefined) {
         if (status.result !== undefined) await writeFile(supervising.resultFile, status.result);
-        else say(`the job wrote no result: ${supervising.resultFile} not written`);
+        else {
+          // No result from this run: an earlier run's file must not pass for it.
+          await rm(supervising.resultFile, { force: true });
+          ctx.stderr.write(`contexec: the job wrote no result: ${supervising.resultFile} not written\n`);
+        }
       } else if (supervising.printStatus && status.result !== undefined) {
         ctx.stdout.write(status.result);
       }

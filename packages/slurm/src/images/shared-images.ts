@@ -52,7 +52,12 @@ export class SharedImages {
   async load(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
     throwIfAborted(options.signal, "loading the image");
     const reference = registryReferenceOf(archive);
-    if (reference !== undefined && !this.#converter) throw pullUnsupported();
+    // A pull has no archive to keep instead: its errors are the pull's own.
+    if (reference !== undefined)
+      return this.pull(reference, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.limits && { limits: options.limits }),
+      });
     if (this.#converter) {
       try {
         return await this.#converter.loadImage(archive, options);

@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -168,6 +169,38 @@ describe("renderJobScript (run through real bash)", () => {
     };
     const { done } = await start(plan, files);
     expect(await done).toBe(143);
+    expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\noom=0\n");
+    expect(await readFile(files.stdout, "utf8").catch(() => "")).toBe("");
+  });
+
+  it("stopped during a long preparation holding the lock, ends it at once and frees the lock for the others", async () => {
+    const files = await jobFolder("early-lock");
+    const plan = shellPlan("echo ran");
+    const image = join(root, "slow.sif");
+    const lock = `${image}.prepare-lock`;
+    const at = (argv: string[]): PlannedCommand => ({
+      argv,
+      env: { PATH: "/usr/bin:/bin" },
+      cwd: "/",
+      stdin: false,
+    });
+    plan.image = {
+      ...plan.image,
+      action: "convert",
+      path: image,
+      prepare: { present: at(["test", "-s", image]), commands: [at(["sleep", "60"])] },
+    };
+    const text = renderJobScript({ plan, options: [], files, stopSignal: "SIGTERM", prepareLock: lock });
+    await writeFile(files.script, text, { mode: 0o755 });
+    const child = spawn("bash", [files.script], { cwd: files.dir, stdio: "ignore" });
+    const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    await waitFor(async () => existsSync(lock));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    child.kill("SIGTERM");
+    expect(await done).toBe(143);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(existsSync(lock)).toBe(false);
     expect(await readFile(files.exit, "utf8")).toBe("phase=container\ncode=143\noom=0\n");
     expect(await readFile(files.stdout, "utf8").catch(() => "")).toBe("");
   });

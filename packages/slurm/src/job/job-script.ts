@@ -102,18 +102,42 @@ export function renderJobScript(input: JobScriptInput): string {
     "contexec_pid=",
     "contexec_early=",
     "contexec_trapped=0",
+    "contexec_step=",
     "contexec_forward() {",
     "  contexec_trapped=1",
-    '  if [ -n "$contexec_pid" ]; then kill -s "$1" "$contexec_pid" 2>/dev/null || true; else contexec_early=$1; fi',
+    '  if [ -n "$contexec_pid" ]; then kill -s "$1" "$contexec_pid" 2>/dev/null || true; return; fi',
+    "  contexec_early=$1",
+    // A preparation step (a conversion, a load) is ended at once: the job stops within its grace.
+    '  [ -z "$contexec_step" ] || kill -s TERM -- "-$contexec_step" 2>/dev/null || true',
     "}",
     ...[...signals].map((s) => `trap 'contexec_forward ${s}' ${s}`),
+    // Stopped before the container started: it never starts, and the job ends as that signal
+    // would have ended the container (128+n), as a container killed the moment it starts does.
+    'contexec_stopped() { contexec_status container "$((128 + $(kill -l "$contexec_early")))" 0; exit "$((128 + $(kill -l "$contexec_early")))"; }',
+    // Waits for the preparation command just started in the background (job control: its own
+    // process group): a trapped signal interrupts a wait, where it would wait for a foreground
+    // command to end first.
+    "contexec_wait_step() {",
+    "  contexec_step=$!",
+    '  [ -z "$contexec_early" ] || kill -s TERM -- "-$contexec_step" 2>/dev/null || true',
+    "  contexec_trapped=1",
+    '  while [ "$contexec_trapped" = 1 ]; do',
+    "    contexec_trapped=0",
+    '    wait "$contexec_step"',
+    "    contexec_step_code=$?",
+    '    [ -z "$contexec_early" ] || { wait "$contexec_step" 2>/dev/null; contexec_step=; contexec_stopped; }',
+    "  done",
+    "  contexec_step=",
+    '  return "$contexec_step_code"',
+    "}",
   );
 
   const prepare = plan.image.prepare;
   if (prepare) {
     const present = `${formatPlanCommand(prepare.present, "image.prepare.present")} >/dev/null 2>&1`;
     const commands = prepare.commands.map(
-      (c, i) => `${formatPlanCommand(c, `image.prepare.commands[${i}]`)} || contexec_setup_failed`,
+      (c, i) =>
+        `${formatPlanCommand(c, `image.prepare.commands[${i}]`)} & contexec_wait_step || contexec_setup_failed`,
     );
     lines.push(`if ! ${present}; then`);
     if (input.prepareLock) {
@@ -124,8 +148,10 @@ export function renderJobScript(input: JobScriptInput): string {
         `  mkdir -p -- ${q(posix.dirname(input.prepareLock))} || contexec_setup_failed`,
         `  until mkdir -- ${lock} 2>/dev/null; do`,
         `    [ -z "$(find ${lock} -maxdepth 0 -mmin +60 2>/dev/null)" ] || rmdir -- ${lock} 2>/dev/null`,
+        '    [ -z "$contexec_early" ] || contexec_stopped',
         "    sleep 1",
         "  done",
+        '  [ -z "$contexec_early" ] || contexec_stopped',
         "  contexec_lock_held=1",
         `  if ! ${present}; then`,
         ...commands.map((c) => `    ${c}`),
@@ -142,14 +168,7 @@ export function renderJobScript(input: JobScriptInput): string {
   for (const step of plan.before) lines.push(`${formatPlanStep(step)} || contexec_setup_failed`);
   lines.push(`cd -- ${q(plan.command.cwd, "command.cwd")} || contexec_setup_failed`);
 
-  // Stopped before the container started: it never starts, and ends as that signal would have
-  // ended it (128+n), as a container killed the moment it starts does.
-  lines.push(
-    'if [ -n "$contexec_early" ]; then',
-    '  contexec_status container "$((128 + $(kill -l "$contexec_early")))" 0',
-    '  exit "$((128 + $(kill -l "$contexec_early")))"',
-    "fi",
-  );
+  lines.push('[ -z "$contexec_early" ] || contexec_stopped');
 
   const run = formatPlanCommand(plan.command, "command");
   const output = `>> ${q(files.stdout)} 2>> ${q(files.stderr)}`;
