@@ -1,4 +1,4 @@
-import { inject } from "vitest";
+import { describe, inject } from "vitest";
 
 /** The runtimes this repository's tests run against ("slurm": the test cluster, Apptainer inside its jobs). */
 export const RUNTIME_NAMES = ["docker", "apptainer", "slurm"] as const;
@@ -36,4 +36,19 @@ export function runtimeGate(name: RuntimeName): {
   const reason = status.available ? undefined : `${name} is not tested here: ${status.reason}`;
   if (reason) console.log(`[runtimes] skipping ${name} tests: ${reason}`);
   return { skip: !status.available, reason, title: (t) => (reason ? `${t} (skipped: ${reason})` : t) };
+}
+
+/**
+ * One describe block per runtime, `%s` in the title naming it: a runtime this run does not test
+ * is skipped (describe.skipIf) with its reason in the title, the reason printed once.
+ */
+export function describeOnEachRuntime<R extends RuntimeName>(
+  runtimes: readonly R[],
+  title: string,
+  body: (runtime: R) => void,
+): void {
+  for (const runtime of runtimes) {
+    const gate = runtimeGate(runtime);
+    describe.skipIf(gate.skip)(gate.title(title.replace("%s", runtime)), () => body(runtime));
+  }
 }

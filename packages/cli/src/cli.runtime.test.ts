@@ -5,18 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SUPERVISED_JOB_SH } from "@contexec/core/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { runtimeGate } from "#test/runtimes";
+import { describeOnEachRuntime, runtimeGate } from "#test/runtimes";
 import { bash, buildCli, contexec, startContexec } from "./test-support/contexec-process.js";
 
 // The same job file through `contexec run` on Docker and on Apptainer, its printed plan pasted
 // into bash, a DockSing file, Ctrl-C, and the other commands: all as a user runs them.
 
 const GATES = { docker: runtimeGate("docker"), apptainer: runtimeGate("apptainer") };
-// The runtimes this run tests; a runtime it leaves out shows as one skipped case, with the reason.
-const RUNTIMES = (["docker", "apptainer"] as const).filter((r) => !GATES[r].skip);
-for (const r of ["docker", "apptainer"] as const) {
-  if (GATES[r].skip) it.skip(GATES[r].title(`contexec on ${r}`), () => {});
-}
+// Each block below runs once per runtime; one this run does not test is skipped with its reason.
+const RUNTIMES = ["docker", "apptainer"] as const;
 // The shared daemon's default bridge: when its interface is missing, no container can join it.
 const bridgeMissing = !existsSync("/sys/class/net/docker0");
 
@@ -106,7 +103,7 @@ async function sameJobDir(name: string): Promise<string> {
   return dir;
 }
 
-describe.each(RUNTIMES)("contexec run on %s", (runtime) => {
+describeOnEachRuntime(RUNTIMES, "contexec run on %s", (runtime) => {
   it("runs the job: its stdout, stderr, exit code and output files", async () => {
     const dir = await sameJobDir(`same-${runtime}`);
     const r = await contexec(["run", "job.yaml", "--runtime", runtime, "--quiet"], { cwd: dir, env });
@@ -191,7 +188,7 @@ describe.each(RUNTIMES)("contexec run on %s", (runtime) => {
   });
 });
 
-describe.each(RUNTIMES)("supervised runs (--status, --result) on %s", (runtime) => {
+describeOnEachRuntime(RUNTIMES, "supervised runs (--status, --result) on %s", (runtime) => {
   /** A job in the /service convention: a progress page per step, a result, and ABORT honoured. */
   async function supervisedJob(name: string, steps: number, stepSeconds: number): Promise<string> {
     return jobDir(name, {
@@ -350,7 +347,7 @@ describe("DockSing files, unchanged", () => {
     if (tag) execFileSync("docker", ["rmi", tag]);
   });
 
-  describe.each(RUNTIMES)("on %s", (runtime) => {
+  describeOnEachRuntime(RUNTIMES, "on %s", (runtime) => {
     it.skipIf(bridgeMissing || GATES.docker.skip)(
       GATES.docker.title(
         `runs a DockSing file whose image is a Docker tag${bridgeMissing ? " (skipped: the shared Docker daemon's bridge docker0 is missing here, so no container on its default network can start)" : ""}`,
@@ -369,21 +366,25 @@ describe("DockSing files, unchanged", () => {
     );
   });
 
-  it.each(RUNTIMES)("runs a DockSing file whose image is an archive, on %s", async (runtime) => {
-    // Ports need the default network on Docker; this one has none, so it runs whatever the bridge.
-    const text = DOCKSING("./busybox.tar").replace(/ {2}ports:\n {4}- 8080:8080\n/, "");
-    const dir = await jobDir(`docksing-archive-${runtime}`, { "config.yaml": text });
-    const r = await contexec(["run", "config.yaml", "--runtime", runtime], { cwd: dir, env });
-    if (bridgeMissing && runtime === "docker") {
-      // The daemon refuses its default network here: a runtime failure, not the job's exit code.
-      expect(r.code).toBe(125);
-      expect(r.stderr).toContain("docker0");
-      return;
-    }
-    expect(r.stdout).toBe("the value is here & there\n/tmp\n");
-    expect(r.code).toBe(0);
-    expect(await filesUnder(join(dir, "out"))).toEqual({ "r.txt": "the value is here & there\n" });
-  });
+  for (const runtime of RUNTIMES)
+    it.skipIf(GATES[runtime].skip)(
+      GATES[runtime].title(`runs a DockSing file whose image is an archive, on ${runtime}`),
+      async () => {
+        // Ports need the default network on Docker; this one has none, so it runs whatever the bridge.
+        const text = DOCKSING("./busybox.tar").replace(/ {2}ports:\n {4}- 8080:8080\n/, "");
+        const dir = await jobDir(`docksing-archive-${runtime}`, { "config.yaml": text });
+        const r = await contexec(["run", "config.yaml", "--runtime", runtime], { cwd: dir, env });
+        if (bridgeMissing && runtime === "docker") {
+          // The daemon refuses its default network here: a runtime failure, not the job's exit code.
+          expect(r.code).toBe(125);
+          expect(r.stderr).toContain("docker0");
+          return;
+        }
+        expect(r.stdout).toBe("the value is here & there\n/tmp\n");
+        expect(r.code).toBe(0);
+        expect(await filesUnder(join(dir, "out"))).toEqual({ "r.txt": "the value is here & there\n" });
+      },
+    );
 });
 
 describe.skipIf(GATES.apptainer.skip)(GATES.apptainer.title("the other commands"), () => {
@@ -450,7 +451,7 @@ describe.skipIf(GATES.apptainer.skip)(GATES.apptainer.title("the other commands"
   }, 600_000);
 });
 
-describe.each(RUNTIMES)("exit codes and streams on %s", (runtime) => {
+describeOnEachRuntime(RUNTIMES, "exit codes and streams on %s", (runtime) => {
   it("exits 127 when the command is not in the image, 65 when the job is refused", async () => {
     const dir = await jobDir(`codes-${runtime}`, {
       "missing.yaml": "image: ./busybox.tar\ncommand: [no-such-program]\nnetwork_mode: none\n",

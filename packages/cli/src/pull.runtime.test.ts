@@ -6,7 +6,7 @@ import { DockerExecutor } from "@contexec/docker";
 import { RegistryClient } from "@contexec/registry";
 import { pushUniqueImage, type UniqueImage } from "@contexec/registry/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { runtimeGate } from "#test/runtimes";
+import { describeOnEachRuntime, runtimeGate } from "#test/runtimes";
 import { buildCli, contexec } from "./test-support/contexec-process.js";
 
 // `contexec pull` and `image: docker://REF` in job files, as a user runs them, against the test
@@ -15,11 +15,8 @@ import { buildCli, contexec } from "./test-support/contexec-process.js";
 const GATES = { docker: runtimeGate("docker"), apptainer: runtimeGate("apptainer") };
 const registries = inject("registries");
 const noRegistry = registries === null ? ` (skipped: ${inject("registriesUnavailable")})` : "";
-// The runtimes this run tests; a runtime it leaves out shows as one skipped case, with the reason.
-const RUNTIMES = (["docker", "apptainer"] as const).filter((r) => !GATES[r].skip);
-for (const r of ["docker", "apptainer"] as const) {
-  if (GATES[r].skip) it.skip(GATES[r].title(`contexec pull on ${r}`), () => {});
-}
+// Each runtime's cases run where it is tested; elsewhere they are skipped with its reason.
+const RUNTIMES = ["docker", "apptainer"] as const;
 const run = randomBytes(3).toString("hex");
 
 let work = "";
@@ -44,118 +41,112 @@ async function uniqueImage(name: string): Promise<UniqueImage> {
   }
 }
 
-describe.skipIf(noRegistry !== "" || RUNTIMES.length === 0)(
-  `contexec pull and docker:// images${noRegistry}`,
-  () => {
-    beforeAll(async () => {
-      buildCli();
-      work = await mkdtemp(join(tmpdir(), "contexec-cli-pull-"));
-      await mkdir(join(work, "tmp"));
-      // A SIF cache and scratch folder of the tests' own; no Docker credentials of the user's.
-      env = {
-        ...process.env,
-        CONTEXEC_SIF_CACHE: join(work, "sif-cache"),
-        TMPDIR: join(work, "tmp"),
-        DOCKER_CONFIG: join(work, "docker-config"),
-      };
-    }, 300_000);
-    afterAll(async () => {
-      if (!GATES.docker.skip && pushed.length > 0) {
-        const docker = new DockerExecutor();
-        for (const image of pushed) await docker.removeImage(image.id).catch(() => {});
-        await docker.close();
-      }
-      if (work) await rm(work, { recursive: true, force: true });
+describe.skipIf(noRegistry !== "")(`contexec pull and docker:// images${noRegistry}`, () => {
+  beforeAll(async () => {
+    buildCli();
+    work = await mkdtemp(join(tmpdir(), "contexec-cli-pull-"));
+    await mkdir(join(work, "tmp"));
+    // A SIF cache and scratch folder of the tests' own; no Docker credentials of the user's.
+    env = {
+      ...process.env,
+      CONTEXEC_SIF_CACHE: join(work, "sif-cache"),
+      TMPDIR: join(work, "tmp"),
+      DOCKER_CONFIG: join(work, "docker-config"),
+    };
+  }, 300_000);
+  afterAll(async () => {
+    if (!GATES.docker.skip && pushed.length > 0) {
+      const docker = new DockerExecutor();
+      for (const image of pushed) await docker.removeImage(image.id).catch(() => {});
+      await docker.close();
+    }
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  describeOnEachRuntime(RUNTIMES, "on %s", (runtime) => {
+    it("pulls with per-layer progress, prints the image id, and the reference then runs as a job's image", async () => {
+      const image = await uniqueImage(`pull-${runtime}`);
+      const r = await contexec(["pull", image.reference, "--runtime", runtime], { cwd: work, env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`${image.id}\n`);
+      // Not a terminal: a line per layer and phase. Both layers, each from first sight to its end;
+      // Docker may have the busybox layer already (the fixture shares it), the unique one it has not.
+      const lines = r.stderr.split("\n");
+      expect(lines[0]).toBe(`contexec: pulling ${image.reference} into ${runtime}`);
+      const layerLines = lines.filter((l) => /^[0-9a-f]{12} {2}/.test(l));
+      const phasesOf = (layer: string) =>
+        layerLines.filter((l) => l.startsWith(layer)).map((l) => l.slice(14).split("  ")[0]?.trim());
+      const layers = [...new Set(layerLines.map((l) => l.slice(0, 12)))];
+      expect(layers).toHaveLength(2);
+      for (const layer of layers) expect(["done", "already here"]).toContain(phasesOf(layer).at(-1));
+      expect(layers.filter((l) => phasesOf(l).includes("downloading")).length).toBeGreaterThanOrEqual(1);
+      expect(lines.at(-2)).toMatch(
+        new RegExp(`^contexec: pulled ${image.reference} \\(image ${image.id}\\) in \\d+\\.\\ds$`),
+      );
+
+      const dir = join(work, `job-${runtime}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, "job.yaml"), `image: ${image.reference}\n`);
+      const job = await contexec(["run", "job.yaml", "--runtime", runtime, "--quiet"], { cwd: dir, env });
+      expect(job.stderr).toBe("");
+      expect(job.stdout).toBe(`${image.marker}\n/srv\n${image.marker}\n`);
+      expect(job.code).toBe(0);
+
+      // Pulled again: nothing to fetch, the same id.
+      const again = await contexec(["pull", `docker://${image.reference}`, "--runtime", runtime, "--json"], {
+        cwd: work,
+        env,
+      });
+      expect(again.code, again.stderr).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ id: image.id, reference: image.reference, runtime });
+      // Nothing fetched again (Docker's daemon says nothing per layer for an image it has).
+      expect(again.stderr).not.toContain("downloading");
+      if (runtime === "apptainer") expect(again.stderr).toContain("  already here");
     });
 
-    describe.each(RUNTIMES)("on %s", (runtime) => {
-      it("pulls with per-layer progress, prints the image id, and the reference then runs as a job's image", async () => {
-        const image = await uniqueImage(`pull-${runtime}`);
-        const r = await contexec(["pull", image.reference, "--runtime", runtime], { cwd: work, env });
-        expect(r.code, r.stderr).toBe(0);
-        expect(r.stdout).toBe(`${image.id}\n`);
-        // Not a terminal: a line per layer and phase. Both layers, each from first sight to its end;
-        // Docker may have the busybox layer already (the fixture shares it), the unique one it has not.
-        const lines = r.stderr.split("\n");
-        expect(lines[0]).toBe(`contexec: pulling ${image.reference} into ${runtime}`);
-        const layerLines = lines.filter((l) => /^[0-9a-f]{12} {2}/.test(l));
-        const phasesOf = (layer: string) =>
-          layerLines.filter((l) => l.startsWith(layer)).map((l) => l.slice(14).split("  ")[0]?.trim());
-        const layers = [...new Set(layerLines.map((l) => l.slice(0, 12)))];
-        expect(layers).toHaveLength(2);
-        for (const layer of layers) expect(["done", "already here"]).toContain(phasesOf(layer).at(-1));
-        expect(layers.filter((l) => phasesOf(l).includes("downloading")).length).toBeGreaterThanOrEqual(1);
-        expect(lines.at(-2)).toMatch(
-          new RegExp(`^contexec: pulled ${image.reference} \\(image ${image.id}\\) in \\d+\\.\\ds$`),
-        );
-
-        const dir = join(work, `job-${runtime}`);
-        await mkdir(dir, { recursive: true });
-        await writeFile(join(dir, "job.yaml"), `image: ${image.reference}\n`);
-        const job = await contexec(["run", "job.yaml", "--runtime", runtime, "--quiet"], { cwd: dir, env });
-        expect(job.stderr).toBe("");
-        expect(job.stdout).toBe(`${image.marker}\n/srv\n${image.marker}\n`);
-        expect(job.code).toBe(0);
-
-        // Pulled again: nothing to fetch, the same id.
-        const again = await contexec(
-          ["pull", `docker://${image.reference}`, "--runtime", runtime, "--json"],
-          {
-            cwd: work,
-            env,
-          },
-        );
-        expect(again.code, again.stderr).toBe(0);
-        expect(JSON.parse(again.stdout)).toMatchObject({ id: image.id, reference: image.reference, runtime });
-        // Nothing fetched again (Docker's daemon says nothing per layer for an image it has).
-        expect(again.stderr).not.toContain("downloading");
-        if (runtime === "apptainer") expect(again.stderr).toContain("  already here");
+    it("runs a job whose image is docker://REF, pulling it first, and plans it once it is here", async () => {
+      const image = await uniqueImage(`job-${runtime}`);
+      const dir = join(work, `docker-scheme-${runtime}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(
+        join(dir, "job.yaml"),
+        `image: docker://${image.reference}\ncommand: [cat, /unique.txt]\n`,
+      );
+      // A dry run pulls nothing: the image is not here yet, and it says what to do.
+      const before = await contexec(["run", "job.yaml", "--runtime", runtime, "--dry-run"], {
+        cwd: dir,
+        env,
       });
-
-      it("runs a job whose image is docker://REF, pulling it first, and plans it once it is here", async () => {
-        const image = await uniqueImage(`job-${runtime}`);
-        const dir = join(work, `docker-scheme-${runtime}`);
-        await mkdir(dir, { recursive: true });
-        await writeFile(
-          join(dir, "job.yaml"),
-          `image: docker://${image.reference}\ncommand: [cat, /unique.txt]\n`,
-        );
-        // A dry run pulls nothing: the image is not here yet, and it says what to do.
-        const before = await contexec(["run", "job.yaml", "--runtime", runtime, "--dry-run"], {
-          cwd: dir,
-          env,
-        });
-        expect(before.code).toBe(65);
-        expect(before.stderr).toContain(`run contexec pull ${image.reference} --runtime ${runtime} first`);
-        const r = await contexec(["run", "job.yaml", "--runtime", runtime], { cwd: dir, env });
-        expect(r.stdout).toBe(`${image.marker}\n`);
-        expect(r.stderr).toBe(`contexec: pulling ${image.reference} into ${runtime}\n`);
-        expect(r.code).toBe(0);
-        const plan = await contexec(["run", "job.yaml", "--runtime", runtime, "--dry-run"], {
-          cwd: dir,
-          env,
-        });
-        expect(plan.code, plan.stderr).toBe(0);
-        expect(plan.stdout).toMatch(/^#!\/usr\/bin\/env bash\n/);
+      expect(before.code).toBe(65);
+      expect(before.stderr).toContain(`run contexec pull ${image.reference} --runtime ${runtime} first`);
+      const r = await contexec(["run", "job.yaml", "--runtime", runtime], { cwd: dir, env });
+      expect(r.stdout).toBe(`${image.marker}\n`);
+      expect(r.stderr).toBe(`contexec: pulling ${image.reference} into ${runtime}\n`);
+      expect(r.code).toBe(0);
+      const plan = await contexec(["run", "job.yaml", "--runtime", runtime, "--dry-run"], {
+        cwd: dir,
+        env,
       });
-
-      it("a tag the registry lacks: exit 65 and the registry's not-found, nothing left in the cache", async () => {
-        const regs = registries as NonNullable<typeof registries>;
-        const missing = `${regs.plain.host}/cli-${run}/nothing-here:1`;
-        const r = await contexec(["pull", missing, "--runtime", runtime], { cwd: work, env });
-        expect(r.code).toBe(65);
-        expect(r.stdout).toBe("");
-        expect(r.stderr).toMatch(/^contexec pull: .*not found/m);
-        const leftovers = (await readdir(join(work, "tmp"))).filter((n) => n.startsWith("contexec-sif"));
-        expect(leftovers).toEqual([]);
-      });
+      expect(plan.code, plan.stderr).toBe(0);
+      expect(plan.stdout).toMatch(/^#!\/usr\/bin\/env bash\n/);
     });
 
-    it("a reference that is not one: exit 64 with what to write, before any runtime is asked", async () => {
-      const r = await contexec(["pull", "Not A Reference"], { cwd: work, env });
-      expect(r.code).toBe(64);
-      expect(r.stderr).toContain('"Not A Reference" is not an image reference: it contains white space');
-      expect(r.stderr).toContain("(contexec pull --help for usage)");
+    it("a tag the registry lacks: exit 65 and the registry's not-found, nothing left in the cache", async () => {
+      const regs = registries as NonNullable<typeof registries>;
+      const missing = `${regs.plain.host}/cli-${run}/nothing-here:1`;
+      const r = await contexec(["pull", missing, "--runtime", runtime], { cwd: work, env });
+      expect(r.code).toBe(65);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(/^contexec pull: .*not found/m);
+      const leftovers = (await readdir(join(work, "tmp"))).filter((n) => n.startsWith("contexec-sif"));
+      expect(leftovers).toEqual([]);
     });
-  },
-);
+  });
+
+  it("a reference that is not one: exit 64 with what to write, before any runtime is asked", async () => {
+    const r = await contexec(["pull", "Not A Reference"], { cwd: work, env });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain('"Not A Reference" is not an image reference: it contains white space');
+    expect(r.stderr).toContain("(contexec pull --help for usage)");
+  });
+});
