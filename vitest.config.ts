@@ -18,6 +18,16 @@ const alias = [
     find: /^@contexec\/conformance\/fixtures$/,
     replacement: fileURLToPath(new URL("./packages/conformance/src/fixtures/index.ts", import.meta.url)),
   },
+  {
+    find: /^@contexec\/sif\/format$/,
+    replacement: fileURLToPath(new URL("./packages/sif/src/sif-format.ts", import.meta.url)),
+  },
+  {
+    find: /^@contexec\/registry\/reference$/,
+    replacement: fileURLToPath(
+      new URL("./packages/registry/src/reference/image-reference.ts", import.meta.url),
+    ),
+  },
   { find: /^#test\/runtimes$/, replacement: fileURLToPath(new URL("./test/runtimes.ts", import.meta.url)) },
   ...["core", "docker", "conformance", "sif", "singularity", "slurm", "cli", "registry"].map((pkg) => ({
     find: new RegExp(`^@contexec/${pkg}$`),

@@ -3,7 +3,9 @@
 //   - a fresh `contexec run JOB` process running `true` (Node's start, the module graph, the
 //     probe (cached on disk), planning, the run) against raw `docker run --rm IMAGE true` and
 //     against the very `apptainer exec ...` command the plan prints, run directly;
-//   - a warm executor (one process, runs one after another) against the same raw commands.
+//   - a warm executor (one process, runs one after another) against the same raw commands;
+//   - `node -e 0`, for the floor no Node process can go under (its start plus the raw command),
+//     and what a fresh run spends beyond that floor.
 //
 //   options: --rounds N (default 7)  --warm-runs N (default 15)  --runtimes docker,apptainer
 //
@@ -38,6 +40,8 @@ export async function run(ctx) {
       await writeFile(job, `image: ${prepared.id}\ncommand: ["true"]\n`);
       const fresh = [];
       const raw = [];
+      // Node's own start, for the floor a Node process cannot go under: its start plus the raw command.
+      const nodeStart = [];
       for (let round = 0; round < rounds; round++) {
         const steps = [
           async () =>
@@ -52,6 +56,7 @@ export async function run(ctx) {
                 })
               ).wallMs,
             ),
+          async () => nodeStart.push((await measureCommand(process.execPath, ["-e", "0"])).wallMs),
         ];
         if (round % 2) steps.reverse();
         for (const step of steps) await step();
@@ -62,13 +67,20 @@ export async function run(ctx) {
         freshMs: medianOf(fresh),
         rawMs: medianOf(raw),
         warmMs: medianOf(warm),
+        nodeStartMs: medianOf(nodeStart),
         load: loadAverages(),
       };
       r.freshRatio = r.freshMs / r.rawMs;
+      // The best a fresh Node process can do: start, then run the raw command, nothing between.
+      r.floorRatio = (r.nodeStartMs + r.rawMs) / r.rawMs;
+      r.beyondFloorMs = r.freshMs - r.nodeStartMs - r.rawMs;
       r.warmRatio = r.warmMs / r.rawMs;
       results[runtime] = r;
       log(
         `  ${runtime}: raw ${r.rawMs.toFixed(0)} ms; fresh contexec run ${r.freshMs.toFixed(0)} ms (${r.freshRatio.toFixed(2)}x); warm executor ${r.warmMs.toFixed(0)} ms (${r.warmRatio.toFixed(2)}x); load ${r.load}`,
+      );
+      log(
+        `  ${runtime}: floor of a fresh Node process: node -e 0 ${r.nodeStartMs.toFixed(0)} ms + raw = ${r.floorRatio.toFixed(2)}x; contexec's own part of a fresh run ${r.beyondFloorMs.toFixed(0)} ms (module loading, planning, the runtime's extra calls)`,
       );
       checks.push(
         {

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer } from "node:net";
-import pRetry, { AbortError } from "p-retry";
 import { AbortedError, ContainerError, ContainerStateError, TimeoutError } from "./errors.js";
 import type { ReadinessCheck, ReadinessOptions, Service, ServiceOptions } from "./service.js";
 
@@ -32,6 +31,8 @@ export async function waitUntilReady(
   const deadline = Date.now() + timeoutMs;
   let lastFailure = "no attempt finished";
   let ended: string | undefined;
+  // Loaded by the first readiness wait: a plain run never needs it.
+  const { default: pRetry, AbortError } = await import("p-retry");
   try {
     await pRetry(
       async () => {

@@ -45,12 +45,11 @@ import {
   validateSpec,
   withoutSideChannels,
 } from "@contexec/core";
-import { dockerConfigCredentials, parseImageReference } from "@contexec/registry";
 import Dockerode from "dockerode";
 import { DaemonLiveness } from "./daemon-liveness.js";
 import { DockerContainer } from "./docker-container.js";
 import { callDaemon, daemonMessage, mapDockerError, statusOf } from "./docker-errors.js";
-import { type DockerPullMessage, pullErrorOf, pullProgressOf, renderPullRequest } from "./docker-pull.js";
+import type { DockerPullMessage } from "./docker-pull.js";
 import { DockerService } from "./docker-service.js";
 import { daemonAddress, removeOnExit } from "./exit-cleanup.js";
 import { type DockerPlanInput, planDockerRun } from "./plan-docker-run.js";
@@ -279,6 +278,11 @@ export class DockerExecutor implements ContainerExecutor {
   async pullImage(reference: string, options: PullOptions = {}): Promise<ImageId> {
     const operation = `pulling ${reference}`;
     throwIfAborted(options.signal, operation);
+    // The registry client (reference parser, Docker config credentials) is loaded by the first pull only.
+    const [
+      { dockerConfigCredentials, parseImageReference },
+      { pullErrorOf, pullProgressOf, renderPullRequest },
+    ] = await Promise.all([import("@contexec/registry"), import("./docker-pull.js")]);
     const ref = parseImageReference(reference);
     const credentials = options.auth ?? (await dockerConfigCredentials(ref.registry)).credentials;
     const request = renderPullRequest(ref, { platform: options.platform, credentials });
@@ -389,7 +393,12 @@ export class DockerExecutor implements ContainerExecutor {
     return this.#plan(spec, options, { detached: false });
   }
 
-  async #plan(spec: ContainerSpec, options: PlanOptions, mode: { detached: boolean }): Promise<RunPlan> {
+  async #plan(
+    spec: ContainerSpec,
+    options: PlanOptions,
+    mode: { detached: boolean },
+    inspectedImage?: Dockerode.ImageInspectInfo,
+  ): Promise<RunPlan> {
     throwIfAborted(options.signal, "planning the run");
     const given = await validateSpec(spec, { checkHostPaths: options.checkHostPaths !== false });
     // Side channels are served by the executor while the container runs: a plan made here has
@@ -419,7 +428,7 @@ export class DockerExecutor implements ContainerExecutor {
         archive: options.archive,
       };
     } else {
-      const inspected = await this.#inspectImage(valid.image);
+      const inspected = inspectedImage ?? (await this.#inspectImage(valid.image));
       image = {
         id: inspected.Id as ImageId,
         config: parseImageConfig({ config: inspected.Config }),
@@ -457,17 +466,19 @@ export class DockerExecutor implements ContainerExecutor {
   async #create(spec: ContainerSpec, mode: { detached: boolean }): Promise<DockerContainer> {
     // Once per executor, before its first container: what dead processes of this host left.
     this.#swept ??= this.sweepLeftovers().catch(() => undefined);
-    await this.#swept;
     await this.#guardExit();
     const valid = await validateSpec(spec);
-    const imageConfig = parseImageConfig({ config: (await this.#inspectImage(valid.image)).Config });
+    // The sweep, the image and the daemon's facts are asked for together (a fresh executor's
+    // first create waits for all three), and the image's inspection serves the plan too.
+    const [inspected] = await Promise.all([this.#inspectImage(valid.image), this.#probed(), this.#swept]);
+    const imageConfig = parseImageConfig({ config: inspected.Config });
     // The side channels' folders and mounts first: the plan is of the plain spec they give.
     const sideChannels = await openSideChannels(valid);
     let body: DockerCreateBody;
     let plan: RunPlan;
     let container: Dockerode.Container;
     try {
-      plan = await this.#plan(sideChannels.applyTo(valid, imageConfig), {}, mode);
+      plan = await this.#plan(sideChannels.applyTo(valid, imageConfig), {}, mode, inspected);
       if (plan.image.action !== "present") throw new ImageNotFoundError(plan.spec.image);
       body = plan.dockerCreateBody as unknown as DockerCreateBody;
       const created = body;

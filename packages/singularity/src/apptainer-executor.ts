@@ -46,7 +46,6 @@ import {
   withoutSideChannels,
 } from "@contexec/core";
 import type { RegistryClient } from "@contexec/registry";
-import { readImageFiles } from "@contexec/sif";
 import { onExit } from "signal-exit";
 import { NativeSifConverter } from "./image/native-converter.js";
 import { defaultCacheDir, normalizeTag, SifCache, type SifCacheEntry } from "./image/sif-cache.js";
@@ -141,6 +140,7 @@ export class ApptainerExecutor implements ContainerExecutor {
   #probe: Promise<RuntimeProbe> | undefined;
   #tmpRoot: Promise<string> | undefined;
   #converter: Promise<SifConverter> | undefined;
+  #converterUsed: SifConverter | undefined;
   #registry: RegistryClient | undefined;
   readonly #workdirChecks = new Map<string, Promise<boolean>>();
   #closed = false;
@@ -230,7 +230,6 @@ export class ApptainerExecutor implements ContainerExecutor {
 
   async info(): Promise<RuntimeInfo> {
     const probe = await this.probe();
-    const converter = await this.#getConverter().catch(() => undefined);
     const planner: ApptainerPlannerFacts = {
       binary: probe.binary,
       render: probe.render,
@@ -249,7 +248,7 @@ export class ApptainerExecutor implements ContainerExecutor {
       details: {
         ...probe.details,
         cacheDir: this.cache.dir,
-        ...(converter && { converter: converter.name }),
+        converter: this.#converterName(),
       },
     };
   }
@@ -588,6 +587,8 @@ export class ApptainerExecutor implements ContainerExecutor {
         this.#readInSif(entry, files),
       ]);
     } else {
+      // Loaded only here (a plan from an archive): a run of a cached image never reads tar layers.
+      const { readImageFiles } = await import("@contexec/sif");
       const facts = await readImageFiles(options.archive as string, {
         exists: [workdir],
         read: files,
@@ -639,6 +640,16 @@ export class ApptainerExecutor implements ContainerExecutor {
     return check;
   }
 
+  /**
+   * The converter's name, without loading it (info() is part of every CLI run; the converter
+   * module is loaded by the first conversion): the one used last, else the configured one.
+   */
+  #converterName(): string {
+    if (this.#converterUsed) return this.#converterUsed.name;
+    const choice = this.#options.converter;
+    return typeof choice === "object" ? choice.name : (choice ?? "native");
+  }
+
   #getConverter(): Promise<SifConverter> {
     this.#converter ??= (async () => {
       const choice = this.#options.converter;
@@ -654,6 +665,12 @@ export class ApptainerExecutor implements ContainerExecutor {
       const native = await NativeSifConverter.load().catch(() => undefined);
       return native ? new FallbackConverter(native, build) : build();
     })();
+    this.#converter.then(
+      (c) => {
+        this.#converterUsed = c;
+      },
+      () => {},
+    );
     this.#converter.catch(() => {
       this.#converter = undefined;
     });

@@ -11,7 +11,7 @@ import {
   RegistryError,
   stopSignalOf,
 } from "@contexec/core";
-import { parseImageReference } from "@contexec/registry";
+import { parseImageReference } from "@contexec/registry/reference";
 import { parseEnvFile } from "./env-file.js";
 import type { JobImage } from "./job.js";
 import { ShellWordsError, splitShellWords } from "./shell-words.js";

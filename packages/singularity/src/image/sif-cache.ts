@@ -16,8 +16,7 @@ import {
   type SweepReport,
   throwIfAborted,
 } from "@contexec/core";
-import { inspectSif, SIF_FS_TYPES, SIF_PARTITION_TYPES } from "@contexec/sif";
-import lockfile from "proper-lockfile";
+import { inspectSif, SIF_FS_TYPES, SIF_PARTITION_TYPES } from "@contexec/sif/format";
 import type { SifConverter, SifConvertOptions } from "./sif-converter.js";
 
 /** Environment variable naming the SIF cache folder. */
@@ -371,7 +370,7 @@ export class SifCache {
     for (;;) {
       throwIfAborted(signal, "waiting for the SIF cache lock");
       try {
-        const release = await lockfile.lock(file, {
+        const release = await (await lockModule()).lock(file, {
           lockfilePath: lockPath,
           realpath: false,
           stale: this.#staleMs,
@@ -410,6 +409,16 @@ const LOCK_OWNER_FILE = "owner.json";
  * proper-lockfile removes a lock with rmdir, which the owner record inside would stop: this file
  * system removes the record first (on release, on a stale takeover, and at exit).
  */
+/** proper-lockfile (and graceful-fs under it), loaded by the first conversion: a run of a cached image takes no lock. */
+let lockfileModule: Promise<typeof import("proper-lockfile")> | undefined;
+function lockModule(): Promise<typeof import("proper-lockfile")> {
+  // A CommonJS module: its exports are the namespace's default.
+  lockfileModule ??= import("proper-lockfile").then(
+    (m) => (m as unknown as { default: typeof import("proper-lockfile") }).default,
+  );
+  return lockfileModule;
+}
+
 const LOCK_FS = {
   ...fs,
   rmdir(path: fs.PathLike, callback: (err: NodeJS.ErrnoException | null) => void): void {

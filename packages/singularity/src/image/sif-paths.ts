@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import { inspectSif } from "@contexec/sif";
+import { inspectSif } from "@contexec/sif/format";
 import { runTool } from "../process/run-tool.js";
 
 /**
