@@ -41,6 +41,7 @@ export {
   type LoadProgress,
   LoadProgressScale,
   type LoadStage,
+  pullForLoad,
 } from "./archive/load-progress.js";
 export {
   checkLayerDecompression,

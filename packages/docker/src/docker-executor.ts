@@ -25,6 +25,7 @@ import {
   type PlanOptions,
   type PullOptions,
   parseImageConfig,
+  pullForLoad,
   RegistryAuthError,
   RegistryError,
   type RunPlan,
@@ -32,7 +33,6 @@ import {
   type RuntimeInfo,
   RuntimeUnavailableError,
   readImageArchive,
-  registryReferenceOf,
   type ServiceOptions,
   type ServiceSummary,
   SIDE_CHANNELS_NOTE,
@@ -201,16 +201,8 @@ export class DockerExecutor implements ContainerExecutor {
   }
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
-    const reference = registryReferenceOf(archive);
-    if (reference !== undefined) {
-      const id = await this.pullImage(reference, {
-        ...(options.signal && { signal: options.signal }),
-        ...(options.limits && { limits: options.limits }),
-      });
-      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
-      new LoadProgressScale(options.onProgress, []).done();
-      return id;
-    }
+    const pulled = await pullForLoad(archive, options, (ref, o) => this.pullImage(ref, o));
+    if (pulled !== undefined) return pulled;
     throwIfAborted(options.signal, "loading the image");
     // A stream (or FIFO) is copied to a file first: the archive is checked in full before the
     // daemon sees a byte, so a bad archive never leaves a half-loaded image behind.

@@ -23,6 +23,7 @@ import {
   openSideChannels,
   type PlanOptions,
   type PullOptions,
+  pullForLoad,
   type RegistryAccessOptions,
   type RunPlan,
   RuntimeError,
@@ -30,7 +31,6 @@ import {
   type RuntimeProfile,
   RuntimeUnavailableError,
   readImageArchive,
-  registryReferenceOf,
   resolveWorkdir,
   runCleanupSteps,
   runPlanSteps,
@@ -281,16 +281,8 @@ export class ApptainerExecutor implements ContainerExecutor {
   }
 
   async loadImage(archive: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageId> {
-    const reference = registryReferenceOf(archive);
-    if (reference !== undefined) {
-      const id = await this.pullImage(reference, {
-        ...(options.signal && { signal: options.signal }),
-        ...(options.limits && { limits: options.limits }),
-      });
-      // A pull's progress is per layer (pullImage's onProgress); a load's ends with done.
-      new LoadProgressScale(options.onProgress, []).done();
-      return id;
-    }
+    const pulled = await pullForLoad(archive, options, (ref, o) => this.pullImage(ref, o));
+    if (pulled !== undefined) return pulled;
     this.#assertOpen();
     throwIfAborted(options.signal, "loading the image");
     const tmp = await this.#tmp();

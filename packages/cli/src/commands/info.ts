@@ -64,16 +64,8 @@ Options:
 
 Exit code: 0 when at least one runtime is available, else 125.`,
   async run(ctx: CommandContext): Promise<number> {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      runtime: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (values.help) {
-      ctx.stdout.write(`${this.help}\n`);
-      return 0;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
+    const values = runtimeOptions(ctx, this.help);
+    if (values === undefined) return 0;
     const names =
       values.runtime !== undefined
         ? [chooseRuntime(values.runtime, undefined, ctx.env).name]
@@ -101,16 +93,8 @@ Options:
   --json          JSON output (the only format; accepted for clarity)
   --help, -h      this help`,
   async run(ctx: CommandContext): Promise<number> {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      runtime: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (values.help) {
-      ctx.stdout.write(`${this.help}\n`);
-      return 0;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
+    const values = runtimeOptions(ctx, this.help);
+    if (values === undefined) return 0;
     const { config } = chooseRuntime(values.runtime, undefined, ctx.env);
     const executor = await createExecutor(config);
     try {
@@ -124,3 +108,18 @@ Options:
     }
   },
 };
+
+/** The options info and probe share (--runtime, --json, --help); undefined once help is printed. */
+function runtimeOptions(ctx: CommandContext, help: string): { runtime?: string; json?: boolean } | undefined {
+  const { values, positionals } = parseCommandArgs(ctx.args, {
+    runtime: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    ctx.stdout.write(`${help}\n`);
+    return undefined;
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
+  return values;
+}

@@ -203,16 +203,7 @@ export function readComposeService(map: TreeMap, path: string, ctx: ServiceConte
 
   const mounts: Mount[] = [];
   const volumes = get("volumes");
-  if (volumes !== undefined) {
-    const list = r.seq(volumes, at("volumes"));
-    list?.items.forEach((item, i) => {
-      const mount = readVolume(item, join(at("volumes"), i), ctx, createHostPaths);
-      if (mount) {
-        r.origin(`mounts[${mounts.length}]`, item);
-        mounts.push(mount);
-      }
-    });
-  }
+  if (volumes !== undefined) readVolumes(volumes, at("volumes"), ctx, createHostPaths, mounts);
   const tmpfs = get("tmpfs");
   if (tmpfs !== undefined) {
     const items = tmpfs.kind === "seq" ? tmpfs.items : [tmpfs];
@@ -245,14 +236,7 @@ export function readComposeService(map: TreeMap, path: string, ctx: ServiceConte
   }
   const ports = get("ports");
   if (ports !== undefined) {
-    const list = r.seq(ports, at("ports"));
-    const out: PortMapping[] = [];
-    list?.items.forEach((item, i) => {
-      for (const p of readPort(item, join(at("ports"), i), r) ?? []) {
-        r.origin(`ports[${out.length}]`, item);
-        out.push(p);
-      }
-    });
+    const out = readPorts(ports, at("ports"), r);
     if (out.length > 0) spec.ports = out;
   }
   const networkMode = get("network_mode");
@@ -496,6 +480,35 @@ function readEnvFiles(node: TreeNode, path: string, ctx: ServiceContext, env: Re
 }
 
 const SHORT_MODES = new Set(["ro", "rw", "z", "Z", "cached", "delegated", "consistent"]);
+
+/** A `volumes:` list, its mounts appended to `mounts` (each remembered as the item it came from). */
+export function readVolumes(
+  node: TreeNode,
+  path: string,
+  ctx: ServiceContext,
+  createHostPaths: string[],
+  mounts: Mount[],
+): void {
+  ctx.reader.seq(node, path)?.items.forEach((item, i) => {
+    const mount = readVolume(item, join(path, i), ctx, createHostPaths);
+    if (mount) {
+      ctx.reader.origin(`mounts[${mounts.length}]`, item);
+      mounts.push(mount);
+    }
+  });
+}
+
+/** A `ports:` list (an item may stand for a range of ports), each remembered as its item. */
+export function readPorts(node: TreeNode, path: string, r: TreeReader): PortMapping[] {
+  const out: PortMapping[] = [];
+  r.seq(node, path)?.items.forEach((item, i) => {
+    for (const p of readPort(item, join(path, i), r) ?? []) {
+      r.origin(`ports[${out.length}]`, item);
+      out.push(p);
+    }
+  });
+  return out;
+}
 
 /** A `volumes:` item: `SRC:DST[:ro]` or the long syntax, as a bind or tmpfs mount. */
 export function readVolume(

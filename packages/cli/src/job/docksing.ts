@@ -1,6 +1,6 @@
-import type { ContainerSpec, Mount, PortMapping } from "@contexec/core";
+import type { ContainerSpec, Mount } from "@contexec/core";
 import { readRuntimeChapter, readSlurmChapter } from "./chapters.js";
-import { readImage, readPort, readVolume, type ServiceContext, splitAt } from "./compose-service.js";
+import { readImage, readPorts, readVolumes, type ServiceContext, splitAt } from "./compose-service.js";
 import type { JobImage, JobRuntime, JobSlurm } from "./job.js";
 import { join } from "./tree-reader.js";
 import { entryOf, type SourcePos, type TreeMap, type TreeNode } from "./yaml-tree.js";
@@ -124,27 +124,13 @@ export function readDockSing(root: TreeMap, ctx: ServiceContext): DockSingResult
   }
   const volumes = get("volumes");
   if (volumes) {
-    const list = r.seq(volumes, at("volumes"));
     const mounts: Mount[] = [];
-    list?.items.forEach((item, i) => {
-      const m = readVolume(item, join(at("volumes"), i), ctx, result.createHostPaths);
-      if (m) {
-        r.origin(`mounts[${mounts.length}]`, item);
-        mounts.push(m);
-      }
-    });
+    readVolumes(volumes, at("volumes"), ctx, result.createHostPaths, mounts);
     if (mounts.length > 0) spec.mounts = mounts;
   }
   const ports = get("ports");
   if (ports) {
-    const list = r.seq(ports, at("ports"));
-    const out: PortMapping[] = [];
-    list?.items.forEach((item, i) => {
-      for (const p of readPort(item, join(at("ports"), i), r) ?? []) {
-        r.origin(`ports[${out.length}]`, item);
-        out.push(p);
-      }
-    });
+    const out = readPorts(ports, at("ports"), r);
     if (out.length > 0) spec.ports = out;
   }
   const workingDir = get("working_dir");

@@ -1,3 +1,6 @@
+import { type LoadOptions, type PullOptions, registryReferenceOf } from "../executor.js";
+import type { ImageId } from "../spec.js";
+
 /** What a load is doing: the stages every backend reports, in order. */
 export const LOAD_STAGES = ["checking", "converting", "loading", "done"] as const;
 export type LoadStage = (typeof LOAD_STAGES)[number];
@@ -55,4 +58,25 @@ export class LoadProgressScale {
     this.#last = bytesDone;
     this.#report({ stage, bytesDone, bytesTotal: this.bytesTotal });
   }
+}
+
+/**
+ * `loadImage(docker://REF)` on a backend that pulls: `pull` (its pullImage) with the load's
+ * signal and limits, the load's progress then ended with `done` (a pull reports per layer, through
+ * pullImage's own onProgress). Resolves with the image's id; undefined when `source` is an
+ * archive, which the backend loads itself.
+ */
+export async function pullForLoad(
+  source: string | NodeJS.ReadableStream,
+  options: LoadOptions,
+  pull: (reference: string, options: PullOptions) => Promise<ImageId>,
+): Promise<ImageId | undefined> {
+  const reference = registryReferenceOf(source);
+  if (reference === undefined) return undefined;
+  const id = await pull(reference, {
+    ...(options.signal && { signal: options.signal }),
+    ...(options.limits && { limits: options.limits }),
+  });
+  new LoadProgressScale(options.onProgress, []).done();
+  return id;
 }
