@@ -18,4 +18,5 @@ export {
   renderCreateOptions,
   renderGpus,
 } from "./render-create-options.js";
+export { csvLine, ownerLabelsFromFile, renderDockerRunArgv } from "./render-docker-run-argv.js";
 export { sweepLeftovers } from "./sweep-leftovers.js";

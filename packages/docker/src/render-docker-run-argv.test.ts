@@ -1,6 +1,7 @@
+import { OWNER_LABELS } from "@contexec/core";
 import { describe, expect, it } from "vitest";
 import { renderCreateOptions } from "./render-create-options.js";
-import { csvLine, renderDockerRunArgv } from "./render-docker-run-argv.js";
+import { csvLine, ownerLabelsFromFile, renderDockerRunArgv } from "./render-docker-run-argv.js";
 
 const imageId = `sha256:${"d".repeat(64)}`;
 const image = { entrypoint: ["/bin/echo", "entry"], cmd: ["default"], workingDir: "/img" };
@@ -126,5 +127,58 @@ describe("renderDockerRunArgv", () => {
 describe("csvLine", () => {
   it("quotes only the fields Go's CSV reader would split or strip", () => {
     expect(csvLine(["a", "b c", "d,e", 'f"g', " h"])).toBe('a,b c,"d,e","f""g"," h"');
+  });
+});
+
+describe("ownerLabelsFromFile", () => {
+  it("replaces the owner labels by a label file and keeps every other word, those after the image too", () => {
+    const argv = [
+      "docker",
+      "run",
+      "--rm",
+      "--init",
+      "--label",
+      "io.contexec.managed=true",
+      "--label",
+      `${OWNER_LABELS.bootId}=b`,
+      "--label",
+      `${OWNER_LABELS.host}=login`,
+      "--label",
+      `${OWNER_LABELS.pid}=42`,
+      "--label",
+      `${OWNER_LABELS.startTime}=7`,
+      "--label",
+      "user=io.contexec.owner.pid=9",
+      "--workdir",
+      "/",
+      "--entrypoint",
+      "echo",
+      imageId,
+      "--label",
+      `${OWNER_LABELS.pid}=42`,
+    ];
+    expect(ownerLabelsFromFile(argv, "/shared/job/owner labels")).toEqual([
+      "docker",
+      "run",
+      "--label-file",
+      "/shared/job/owner labels",
+      "--rm",
+      "--init",
+      "--label",
+      "io.contexec.managed=true",
+      "--label",
+      "user=io.contexec.owner.pid=9",
+      "--workdir",
+      "/",
+      "--entrypoint",
+      "echo",
+      imageId,
+      "--label",
+      `${OWNER_LABELS.pid}=42`,
+    ]);
+  });
+
+  it("refuses what is not a docker run argv", () => {
+    expect(() => ownerLabelsFromFile(["apptainer", "exec", "x.sif"], "/f")).toThrow(/not a docker run argv/);
   });
 });

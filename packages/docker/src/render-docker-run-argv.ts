@@ -1,3 +1,4 @@
+import { OWNER_LABELS } from "@contexec/core";
 import type { DockerCreateBody } from "./render-create-options.js";
 
 export interface DockerRunArgvOptions {
@@ -69,4 +70,30 @@ export function csvLine(fields: readonly string[]): string {
   return fields
     .map((f) => (/[",\r\n]/.test(f) || /^\s|\s$/.test(f) ? `"${f.replace(/"/g, '""')}"` : f))
     .join(",");
+}
+
+/**
+ * A `docker run` argv (as {@link renderDockerRunArgv} writes it) whose owner labels are read from
+ * `labelFile` (`--label-file`), written when the command runs, instead of naming the planning
+ * process: a SLURM job script's container is owned by the script on its node, so that a sweep
+ * there removes it once the script is gone (SIGKILLed, its node's docker CLI with it). Pure.
+ */
+export function ownerLabelsFromFile(argv: readonly string[], labelFile: string): string[] {
+  const owner = Object.values(OWNER_LABELS).map((k) => `${k}=`);
+  const out: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const word = argv[i] as string;
+    // The options end at the image: what follows --entrypoint's value is the image and its args.
+    if (word === "--entrypoint") break;
+    const next = argv[i + 1];
+    if (word === "--label" && next !== undefined && owner.some((k) => next.startsWith(k))) {
+      i++;
+      continue;
+    }
+    out.push(word);
+    if (word === "run") out.push("--label-file", labelFile);
+  }
+  if (!out.includes("--label-file")) throw new Error(`not a docker run argv: ${argv.join(" ")}`);
+  return [...out, ...argv.slice(i)];
 }

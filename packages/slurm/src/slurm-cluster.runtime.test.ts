@@ -1,7 +1,15 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { collect, type ImageId, type RuntimeProfile, runContainer } from "@contexec/core";
+import {
+  collect,
+  type ImageId,
+  type OwnerRecord,
+  ownerFromLabels,
+  ownerLiveness,
+  type RuntimeProfile,
+  runContainer,
+} from "@contexec/core";
 import { DockerExecutor } from "@contexec/docker";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -30,6 +38,20 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
     });
     executors.push(ex);
     return { ex, calls: counting.calls };
+  };
+
+  /** An executor with Docker inside (the node's profile is this machine's daemon's), and the image loaded through it. */
+  const dockerInside = async () => {
+    const docker = new DockerExecutor();
+    const { details: _details, ...profile } = await docker.info();
+    await docker.close();
+    const ex = await testExecutor(
+      join(shared.dir, "work"),
+      { sharedCacheDir: join(shared.dir, "images-docker"), pollIntervalMs: INTERVAL_MS },
+      { inner: "docker", nodeProfile: profile },
+    );
+    executors.push(ex);
+    return { ex, id: await ex.loadImage(join(fixtures, "busybox.tar")) };
   };
 
   beforeAll(async () => {
@@ -97,16 +119,7 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
           command: ["sh", "-c", "trap 'exit 7' TERM; echo ready; while true; do sleep 0.2; done"],
         });
         // Killed once its trap is set (before, the signal would end it as 143: the same on every backend).
-        const ready = new Promise<void>((resolve, reject) => {
-          let seen = "";
-          c.stdout.on("data", (chunk: Buffer) => {
-            seen += chunk.toString();
-            if (seen.includes("ready\n")) resolve();
-          });
-          c.stdout.once("end", () =>
-            reject(new Error(`the container ended before its trap was set: ${seen}`)),
-          );
-        });
+        const ready = untilLine(c.stdout, "ready");
         c.stderr.resume();
         await c.start();
         await ready;
@@ -309,14 +322,7 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
     ),
     async () => {
       const docker = new DockerExecutor();
-      const { details: _details, ...profile } = await docker.info();
-      const ex = await testExecutor(
-        join(shared.dir, "work"),
-        { sharedCacheDir: join(shared.dir, "images-docker"), pollIntervalMs: INTERVAL_MS },
-        { inner: "docker", nodeProfile: profile },
-      );
-      executors.push(ex);
-      const id = await ex.loadImage(join(fixtures, "busybox.tar"));
+      const { ex, id } = await dockerInside();
       const plan = await ex.plan({ image: id, command: ["true"] });
       expect(plan.slurm.inner.image.prepare?.commands[0]?.argv).toEqual(
         expect.arrayContaining(["load", "--input", (await ex.images.archive(id))?.path]),
@@ -330,6 +336,65 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
       expect(r.stdout.toString()).toBe('a "b" $c|it\'s|$(id)|');
       expect(await docker.hasImage(id)).toBe(true);
       await docker.close();
+    },
+    180_000,
+  );
+
+  it.skipIf(dockerGate.skip)(
+    dockerGate.title(
+      "with Docker inside, a SIGKILLed job's container (the daemon's, outside the job) is removed by the next Docker job on its node",
+    ),
+    async () => {
+      const { ex, id } = await dockerInside();
+      const c = await ex.create({ image: id, command: ["sh", "-c", "echo ready; exec sleep 1000"] });
+      const ready = untilLine(c.stdout, "ready");
+      c.stderr.resume();
+      await c.start();
+      await ready;
+      const jobId = c.jobId as string;
+      const ofJob = async () =>
+        (
+          await execa("docker", [
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            `label=io.contexec.slurm.job=${jobId}`,
+          ])
+        ).stdout.trim();
+      const container = await ofJob();
+      expect(container).not.toBe("");
+      // Its owner is the batch shell, alive by the rule of every Docker executor's sweep (which
+      // therefore leaves it alone while the job runs).
+      const labels = JSON.parse(
+        (await execa("docker", ["inspect", "--format", "{{json .Config.Labels}}", container])).stdout,
+      ) as Record<string, string>;
+      const owner = ownerFromLabels(labels);
+      expect(owner).toBeDefined();
+      expect(await ownerLiveness(owner as OwnerRecord)).toBe("alive");
+      // SIGKILL to every process of the job, the batch shell and the docker CLI among them, as
+      // slurmstepd sends it when KillWait ends (scancel --signal=KILL goes through SIGTERM first).
+      // The test cluster is one node: the job's processes are this machine's.
+      const pids = (await execa("scontrol", ["listpids", jobId])).stdout
+        .split("\n")
+        .slice(1)
+        .map((l) => Number(l.trim().split(/\s+/)[0]))
+        .filter((pid) => pid > 1);
+      expect(pids.length).toBeGreaterThan(0);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // ended meanwhile
+        }
+      }
+      const status = await c.wait();
+      expect(status).toMatchObject({ signal: "SIGKILL", jobState: "FAILED" });
+      // The daemon's container outlives the job: what this job leaves for the next one to sweep.
+      expect(await ofJob()).not.toBe("");
+      const next = await runContainer(ex, { image: id, command: ["true"] });
+      expect(next.exitCode).toBe(0);
+      expect(await ofJob()).toBe("");
     },
     180_000,
   );
@@ -370,3 +435,15 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
     ).toContain(id);
   }, 300_000);
 });
+
+/** Resolves once `line` has come out of `stream`; rejects when the stream ends first. */
+function untilLine(stream: NodeJS.ReadableStream, line: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let seen = "";
+    stream.on("data", (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.split("\n").slice(0, -1).includes(line)) resolve();
+    });
+    stream.once("end", () => reject(new Error(`the output ended before "${line}": ${seen}`)));
+  });
+}

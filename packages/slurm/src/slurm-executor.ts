@@ -34,7 +34,7 @@ import {
   unsupported,
   validateSpec,
 } from "@contexec/core";
-import { DockerExecutor, type DockerExecutorOptions } from "@contexec/docker";
+import { DockerExecutor, type DockerExecutorOptions, ownerLabelsFromFile } from "@contexec/docker";
 import { ApptainerExecutor, type ApptainerExecutorOptions } from "@contexec/singularity";
 import {
   type InnerRuntime,
@@ -391,6 +391,10 @@ export class SlurmExecutor implements ContainerExecutor {
       ...(archive !== undefined && { archive }),
       ...(options.signal && { signal: options.signal }),
     });
+    // With Docker inside, the container's owner is the batch shell on its node (see renderJobScript).
+    if (this.inner === "docker") {
+      inner.command = { ...inner.command, argv: ownerLabelsFromFile(inner.command.argv, files.ownerLabels) };
+    }
     const jobName = valid.name ?? `contexec-${id.slice(0, 12)}`;
     const stopSignal = stopSignalOf(inner.process.stopSignal) ?? "SIGTERM";
     const sbatchOptions = renderSbatchOptions({
@@ -415,6 +419,7 @@ export class SlurmExecutor implements ContainerExecutor {
       // Concurrent jobs converting one archive on their nodes take turns (Apptainer's plan builds to a fixed temporary name).
       ...(inner.image.prepare && inner.image.path && { prepareLock: `${inner.image.path}.prepare-lock` }),
       ...(memoryCgroup && { memoryCgroup }),
+      ...(this.inner === "docker" && { dockerOwner: inner.command }),
     });
     return {
       planVersion: 1,

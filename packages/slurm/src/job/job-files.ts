@@ -15,6 +15,8 @@ export interface JobFiles {
   exit: string;
   /** SLURM's own output of the batch script: image preparation, scheduler messages. */
   log: string;
+  /** With Docker inside: the container's owner labels, naming the batch script on its node (docker run --label-file). */
+  ownerLabels: string;
 }
 
 export function jobFiles(dir: string): JobFiles {
@@ -27,5 +29,6 @@ export function jobFiles(dir: string): JobFiles {
     stdinEnd: join(dir, "stdin.end"),
     exit: join(dir, "exit-status"),
     log: join(dir, "slurm.log"),
+    ownerLabels: join(dir, "owner-labels"),
   };
 }

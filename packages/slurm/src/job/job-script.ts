@@ -3,7 +3,9 @@ import {
   formatPlanCommand,
   formatPlanHeader,
   formatPlanStep,
+  OWNER_LABELS,
   PLAN_SETUP_FAILED_EXIT,
+  type PlannedCommand,
   type RunPlan,
   shellQuote,
 } from "@contexec/core";
@@ -25,6 +27,11 @@ export interface JobScriptInput {
   prepareLock?: string | undefined;
   /** Give the container a memory cgroup of its own in the job (see {@link ContainerMemoryCgroup}). */
   memoryCgroup?: ContainerMemoryCgroup | undefined;
+  /**
+   * With Docker inside: the `docker` command (argv[0] and environment) of the plan, whose
+   * `docker run` reads its owner labels from `files.ownerLabels` (see {@link dockerOwnerLines}).
+   */
+  dockerOwner?: PlannedCommand | undefined;
 }
 
 /**
@@ -167,6 +174,7 @@ export function renderJobScript(input: JobScriptInput): string {
   if (input.memoryCgroup) lines.push(...memoryCgroupLines(input.memoryCgroup));
   for (const step of plan.before) lines.push(`${formatPlanStep(step)} || contexec_setup_failed`);
   lines.push(`cd -- ${q(plan.command.cwd, "command.cwd")} || contexec_setup_failed`);
+  if (input.dockerOwner) lines.push(...dockerOwnerLines(input.dockerOwner, files.ownerLabels));
 
   lines.push('[ -z "$contexec_early" ] || contexec_stopped');
 
@@ -296,5 +304,47 @@ function stdinFeeder(files: JobFiles): string[] {
     "    fi",
     "  done",
     "}",
+  ];
+}
+
+/**
+ * With Docker inside, the container runs under the node's daemon, outside the job: a SIGKILLed
+ * job (scancel --signal=KILL, a node's OOM killer, the end of KillWait) takes the docker CLI with
+ * it and leaves the container running. Its owner labels therefore name this batch shell on its
+ * node (pid, start time, host, boot), written to `labelFile` for `docker run --label-file`, with
+ * the job id for people; and before its own container, the job removes this node's contexec
+ * containers whose owner is gone, by the rule every Docker executor's sweep applies (a pid whose
+ * start time no longer matches, a zombie, an earlier boot; other hosts' and unlabelled
+ * containers are never touched). The next Docker job on the node, or any contexec there, cleans up.
+ */
+function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
+  const q = shellQuote;
+  const run = `${formatPlanCommand({ ...docker, argv: docker.argv.slice(0, 1), joinCgroups: [] })} "$@"`;
+  const format = ["pid", "startTime", "bootId"].map(
+    (k) => `{{.Label "${OWNER_LABELS[k as keyof typeof OWNER_LABELS]}"}}`,
+  );
+  return [
+    `contexec_docker() { ${run}; }`,
+    "contexec_boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)",
+    "contexec_host=$(uname -n)",
+    // Field 22 of /proc/PID/stat (after the command name, which may hold spaces): its start time.
+    "contexec_start_time() {",
+    "  local stat",
+    '  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    "  set -- ${stat##*) }",
+    '  case "$1" in Z|X) return 1 ;; esac',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    '  printf "%s" "${20}"',
+    "}",
+    'if [ -n "$contexec_boot" ]; then',
+    `  contexec_docker ps --all --no-trunc --filter ${q(`label=io.contexec.managed=true`)} --filter "label=${OWNER_LABELS.host}=$contexec_host" --format ${q(`{{.ID}} ${format.join(" ")}`)} 2>/dev/null |`,
+    "    while read -r contexec_c contexec_p contexec_s contexec_b; do",
+    '      [ -n "$contexec_b" ] || continue',
+    '      [ "$contexec_b" != "$contexec_boot" ] || [ "$(contexec_start_time "$contexec_p")" != "$contexec_s" ] || continue',
+    '      contexec_docker rm --force --volumes "$contexec_c" >/dev/null 2>&1 || true',
+    "    done",
+    "fi",
+    `printf '%s\\n' "${OWNER_LABELS.pid}=$$" "${OWNER_LABELS.startTime}=$(contexec_start_time $$)" "${OWNER_LABELS.host}=$contexec_host" "${OWNER_LABELS.bootId}=$contexec_boot" "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
   ];
 }
