@@ -145,14 +145,17 @@ export {
   type HostIdentity,
   hostIdentity,
   judgeOwner,
+  type LivenessOptions,
   OWNER_LABELS,
   type OwnerLiveness,
   type OwnerRecord,
+  ownedByThisUser,
   ownerFromLabels,
   ownerLabels,
   ownerLiveness,
   ownerLivenessSync,
   parseOwnerRecord,
+  procHidesOthers,
 } from "./owner/owner-record.js";
 export { dieWithParent } from "./owner/parent-death.js";
 export { type ProcStat, parseProcStat, readProcStat, readProcStatSync } from "./owner/proc-stat.js";

@@ -79,9 +79,10 @@ export function csvLine(fields: readonly string[]): string {
  * there removes it once the script is gone (SIGKILLed, its node's docker CLI with it). Pure.
  */
 export function ownerLabelsFromFile(argv: readonly string[], labelFile: string): string[] {
+  if (argv[1] !== "run") throw new Error(`not a docker run argv: ${argv.join(" ")}`);
   const owner = Object.values(OWNER_LABELS).map((k) => `${k}=`);
-  const out: string[] = [];
-  let i = 0;
+  const out = [argv[0] as string, "run", "--label-file", labelFile];
+  let i = 2;
   for (; i < argv.length; i++) {
     const word = argv[i] as string;
     // The options end at the image: what follows --entrypoint's value is the image and its args.
@@ -92,8 +93,6 @@ export function ownerLabelsFromFile(argv: readonly string[], labelFile: string):
       continue;
     }
     out.push(word);
-    if (word === "run") out.push("--label-file", labelFile);
   }
-  if (!out.includes("--label-file")) throw new Error(`not a docker run argv: ${argv.join(" ")}`);
   return [...out, ...argv.slice(i)];
 }

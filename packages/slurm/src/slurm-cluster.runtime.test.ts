@@ -363,38 +363,43 @@ describe.skipIf(gate.skip)(gate.title("SLURM on the test cluster"), () => {
           ])
         ).stdout.trim();
       const container = await ofJob();
-      expect(container).not.toBe("");
-      // Its owner is the batch shell, alive by the rule of every Docker executor's sweep (which
-      // therefore leaves it alone while the job runs).
-      const labels = JSON.parse(
-        (await execa("docker", ["inspect", "--format", "{{json .Config.Labels}}", container])).stdout,
-      ) as Record<string, string>;
-      const owner = ownerFromLabels(labels);
-      expect(owner).toBeDefined();
-      expect(await ownerLiveness(owner as OwnerRecord)).toBe("alive");
-      // SIGKILL to every process of the job, the batch shell and the docker CLI among them, as
-      // slurmstepd sends it when KillWait ends (scancel --signal=KILL goes through SIGTERM first).
-      // The test cluster is one node: the job's processes are this machine's.
-      const pids = (await execa("scontrol", ["listpids", jobId])).stdout
-        .split("\n")
-        .slice(1)
-        .map((l) => Number(l.trim().split(/\s+/)[0]))
-        .filter((pid) => pid > 1);
-      expect(pids.length).toBeGreaterThan(0);
-      for (const pid of pids) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // ended meanwhile
+      try {
+        expect(container).not.toBe("");
+        // Its owner is the batch shell, alive by the rule of every Docker executor's sweep.
+        const labels = JSON.parse(
+          (await execa("docker", ["inspect", "--format", "{{json .Config.Labels}}", container])).stdout,
+        ) as Record<string, string>;
+        const owner = ownerFromLabels(labels) as OwnerRecord;
+        expect(owner).toBeDefined();
+        expect(await ownerLiveness(owner)).toBe("alive");
+        // Another Docker job on the node sweeps first, and leaves a running job's container alone.
+        expect((await runContainer(ex, { image: id, command: ["true"] })).exitCode).toBe(0);
+        expect(await ofJob()).toBe(container);
+        // SIGKILL to every process of the job, the batch shell and the docker CLI among them, as
+        // slurmstepd sends it when KillWait ends (scancel --signal=KILL goes through SIGTERM first).
+        // The test cluster is one node: the job's processes are this machine's.
+        const pids = (await execa("scontrol", ["listpids", jobId])).stdout
+          .split("\n")
+          .slice(1)
+          .map((l) => Number(l.trim().split(/\s+/)[0]))
+          .filter((pid) => pid > 1);
+        expect(pids.length).toBeGreaterThan(0);
+        for (const pid of pids) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // ended meanwhile
+          }
         }
+        expect(await c.wait()).toMatchObject({ signal: "SIGKILL", jobState: "FAILED" });
+        expect(await ownerLiveness(owner)).toBe("dead");
+        // The daemon's container outlives the job, until the next Docker job on the node.
+        expect(await ofJob()).toBe(container);
+        expect((await runContainer(ex, { image: id, command: ["true"] })).exitCode).toBe(0);
+        expect(await ofJob()).toBe("");
+      } finally {
+        if (container) await execa("docker", ["rm", "--force", container]).catch(() => {});
       }
-      const status = await c.wait();
-      expect(status).toMatchObject({ signal: "SIGKILL", jobState: "FAILED" });
-      // The daemon's container outlives the job: what this job leaves for the next one to sweep.
-      expect(await ofJob()).not.toBe("");
-      const next = await runContainer(ex, { image: id, command: ["true"] });
-      expect(next.exitCode).toBe(0);
-      expect(await ofJob()).toBe("");
     },
     180_000,
   );

@@ -103,8 +103,8 @@ export async function resolveImage(
     throw notFound(image.ref, executor.runtime);
   };
   // No daemon to ask (no DOCKER_HOST, no socket: an HPC login node): the Docker client is not
-  // even loaded (it costs a fresh process ~75 ms).
-  if (!options.env.DOCKER_HOST && !existsSync(DEFAULT_DOCKER_SOCKET)) return fromCache();
+  // even loaded (it costs a fresh process ~75 ms). process.env, as the client itself reads it.
+  if (!process.env.DOCKER_HOST && !existsSync(DEFAULT_DOCKER_SOCKET)) return fromCache();
   // Loaded only for a tag: an Apptainer run pays nothing for the Docker client otherwise.
   const { DockerExecutor } = await import("@contexec/docker");
   const docker = new DockerExecutor({ requestTimeoutMs: 10_000 });

@@ -7,6 +7,7 @@ import {
   currentOwner,
   type OwnerLiveness,
   type OwnerRecord,
+  ownedByThisUser,
   ownerLiveness,
   parseOwnerRecord,
 } from "./owner-record.js";
@@ -117,7 +118,10 @@ export async function listOwnerFolders<D = Record<string, unknown>>(
   for (const name of names) {
     const dir = join(base, name);
     const info = await readOwnerFolder<D>(dir);
-    if (info) out.push({ ...info, liveness: await ownerLiveness(info.owner) });
+    if (info) {
+      const sameUser = await ownedByThisUser(dir);
+      out.push({ ...info, liveness: await ownerLiveness(info.owner, { sameUser }) });
+    }
   }
   return out;
 }

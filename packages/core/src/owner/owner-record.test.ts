@@ -1,14 +1,19 @@
 import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   currentOwner,
   hostIdentity,
   judgeOwner,
   type OwnerRecord,
+  ownedByThisUser,
   ownerFromLabels,
   ownerLabels,
   ownerLiveness,
   parseOwnerRecord,
+  procHidesOthers,
 } from "./owner-record.js";
 import { parseProcStat } from "./proc-stat.js";
 
@@ -37,6 +42,38 @@ describe("judgeOwner", () => {
   it("never judges another host's owner, nor anything where /proc cannot be read", () => {
     expect(judgeOwner(OWNER, { ...HERE, host: "node8" }, undefined)).toBe("unknown");
     expect(judgeOwner(OWNER, { ...HERE, bootId: "" }, undefined)).toBe("unknown");
+  });
+  it("where /proc hides other users' processes, a pid not shown is unknown, a reused one still dead", () => {
+    const hidden = { ...HERE, procHidden: true };
+    expect(judgeOwner(OWNER, hidden, undefined)).toBe("unknown");
+    expect(judgeOwner(OWNER, hidden, stat(2000))).toBe("dead");
+    expect(judgeOwner(OWNER, hidden, stat(1000))).toBe("alive");
+    // A record of this user's own: its processes are never hidden from it.
+    expect(judgeOwner(OWNER, hidden, undefined, true)).toBe("dead");
+  });
+  it("tells a record of this user's own by its file's owner", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "contexec-owner-"));
+    try {
+      expect(await ownedByThisUser(dir)).toBe(process.getuid !== undefined);
+      expect(await ownedByThisUser(join(dir, "missing"))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("procHidesOthers", () => {
+  it("reads hidepid from /proc's line in /proc/mounts, in every spelling", () => {
+    const mounts = (options: string) =>
+      `sysfs /sys sysfs rw,nosuid 0 0\nproc /proc proc ${options} 0 0\ntmpfs /run tmpfs rw 0 0\n`;
+    expect(procHidesOthers(mounts("rw,nosuid,nodev,noexec,relatime"))).toBe(false);
+    expect(procHidesOthers(mounts("rw,relatime,hidepid=0"))).toBe(false);
+    expect(procHidesOthers(mounts("rw,relatime,hidepid=off"))).toBe(false);
+    for (const v of ["1", "2", "noaccess", "invisible", "ptraceable"]) {
+      expect(procHidesOthers(mounts(`rw,relatime,hidepid=${v},gid=27`))).toBe(true);
+    }
+    // A container's own /proc elsewhere does not count.
+    expect(procHidesOthers("proc /srv/chroot/proc proc rw,hidepid=2 0 0\n")).toBe(false);
   });
 });
 

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { type ProcStat, readProcStat, readProcStatSync } from "./proc-stat.js";
 
@@ -22,6 +23,11 @@ export interface HostIdentity {
   host: string;
   /** Empty where it cannot be read (no /proc): then nothing can be judged. */
   bootId: string;
+  /**
+   * /proc hides other users' processes (mounted with hidepid, as on many shared HPC nodes): a
+   * pid it does not show is not known to be gone.
+   */
+  procHidden?: boolean;
 }
 
 /**
@@ -31,15 +37,20 @@ export interface HostIdentity {
  */
 export type OwnerLiveness = "alive" | "dead" | "unknown";
 
-/** Judges an owner from what /proc says of its pid now (pure). */
+/**
+ * Judges an owner from what /proc says of its pid now (pure). `sameUser`: the owner is known to
+ * be this process's user (its record is a file of ours), whose processes /proc always shows.
+ */
 export function judgeOwner(
   record: OwnerRecord,
   here: HostIdentity,
   now: ProcStat | undefined,
+  sameUser = false,
 ): OwnerLiveness {
   if (record.host !== here.host || here.bootId === "") return "unknown";
   if (record.bootId !== here.bootId) return "dead";
-  if (!now || now.startTime !== record.startTime) return "dead";
+  if (!now) return here.procHidden && !sameUser ? "unknown" : "dead";
+  if (now.startTime !== record.startTime) return "dead";
   return now.state === "Z" || now.state === "X" ? "dead" : "alive";
 }
 
@@ -53,9 +64,29 @@ export function hostIdentity(): HostIdentity {
     } catch {
       // not Linux: nothing can be judged
     }
-    identity = { host: hostname(), bootId };
+    let procHidden = false;
+    try {
+      procHidden = procHidesOthers(readFileSync("/proc/mounts", "utf8"));
+    } catch {
+      // no /proc/mounts: bootId decides
+    }
+    identity = { host: hostname(), bootId, ...(procHidden && { procHidden }) };
   }
   return identity;
+}
+
+/**
+ * Whether /proc, as /proc/mounts lists it, hides other users' processes (hidepid=1/2, or the
+ * names newer kernels use: noaccess, invisible, ptraceable). Pure.
+ */
+export function procHidesOthers(mounts: string): boolean {
+  for (const line of mounts.split("\n")) {
+    const [, mountPoint, type, options = ""] = line.split(" ");
+    if (mountPoint !== "/proc" || type !== "proc") continue;
+    const hidepid = /(?:^|,)hidepid=([^,]*)/.exec(options)?.[1];
+    return hidepid !== undefined && hidepid !== "0" && hidepid !== "off";
+  }
+  return false;
 }
 
 let self: OwnerRecord | undefined;
@@ -69,17 +100,37 @@ export function currentOwner(): OwnerRecord {
 }
 
 /** Whether the owner still runs, judged on this host. */
-export async function ownerLiveness(record: OwnerRecord): Promise<OwnerLiveness> {
+export async function ownerLiveness(
+  record: OwnerRecord,
+  options: LivenessOptions = {},
+): Promise<OwnerLiveness> {
   const here = hostIdentity();
   if (record.host !== here.host) return "unknown";
-  return judgeOwner(record, here, await readProcStat(record.pid));
+  return judgeOwner(record, here, await readProcStat(record.pid), options.sameUser);
 }
 
 /** {@link ownerLiveness}, synchronously. */
-export function ownerLivenessSync(record: OwnerRecord): OwnerLiveness {
+export function ownerLivenessSync(record: OwnerRecord, options: LivenessOptions = {}): OwnerLiveness {
   const here = hostIdentity();
   if (record.host !== here.host) return "unknown";
-  return judgeOwner(record, here, readProcStatSync(record.pid));
+  return judgeOwner(record, here, readProcStatSync(record.pid), options.sameUser);
+}
+
+export interface LivenessOptions {
+  /** The owner is this process's user (see {@link judgeOwner}); default false. */
+  sameUser?: boolean;
+}
+
+/** Whether `path` (an owner's record on disk) belongs to this process's user; false when it cannot be told. */
+export async function ownedByThisUser(path: string): Promise<boolean> {
+  const uid = process.getuid?.();
+  return (
+    uid !== undefined &&
+    (await stat(path).then(
+      (s) => s.uid === uid,
+      () => false,
+    ))
+  );
 }
 
 /** An owner record from parsed JSON, checked; undefined when it is not one. */

@@ -11,6 +11,7 @@ import {
   type ImageConfig,
   type ImageId,
   InvalidConfigError,
+  ownedByThisUser,
   ownerLiveness,
   parseOwnerRecord,
   type SweepReport,
@@ -405,11 +406,7 @@ export class SifCache {
 /** The owner record a lock holder writes into the lock folder. */
 const LOCK_OWNER_FILE = "owner.json";
 
-/**
- * proper-lockfile removes a lock with rmdir, which the owner record inside would stop: this file
- * system removes the record first (on release, on a stale takeover, and at exit).
- */
-/** proper-lockfile (and graceful-fs under it), loaded by the first conversion: a run of a cached image takes no lock. */
+/** proper-lockfile (and graceful-fs under it), loaded by the first lock (a conversion, a removal): a run of a cached image takes none. */
 let lockfileModule: Promise<typeof import("proper-lockfile")> | undefined;
 function lockModule(): Promise<typeof import("proper-lockfile")> {
   // A CommonJS module: its exports are the namespace's default.
@@ -419,6 +416,10 @@ function lockModule(): Promise<typeof import("proper-lockfile")> {
   return lockfileModule;
 }
 
+/**
+ * proper-lockfile removes a lock with rmdir, which the owner record inside would stop: this file
+ * system removes the record first (on release, on a stale takeover, and at exit).
+ */
 const LOCK_FS = {
   ...fs,
   rmdir(path: fs.PathLike, callback: (err: NodeJS.ErrnoException | null) => void): void {
@@ -437,8 +438,10 @@ const LOCK_FS = {
 /** The lock's holder is a process of this host that has ended (a lock without a record is never judged). */
 async function holderIsDead(lockPath: string): Promise<boolean> {
   try {
-    const owner = parseOwnerRecord(JSON.parse(await readFile(join(lockPath, LOCK_OWNER_FILE), "utf8")));
-    return owner !== undefined && (await ownerLiveness(owner)) === "dead";
+    const file = join(lockPath, LOCK_OWNER_FILE);
+    const owner = parseOwnerRecord(JSON.parse(await readFile(file, "utf8")));
+    if (owner === undefined) return false;
+    return (await ownerLiveness(owner, { sameUser: await ownedByThisUser(file) })) === "dead";
   } catch {
     return false;
   }

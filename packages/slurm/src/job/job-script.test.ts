@@ -1,10 +1,17 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import type { PlannedCommand, RunPlan } from "@contexec/core";
+import {
+  hostIdentity,
+  ownerFromLabels,
+  type PlannedCommand,
+  type ProcStat,
+  type RunPlan,
+  readProcStat,
+} from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type JobFiles, jobFiles } from "./job-files.js";
 import { renderJobScript } from "./job-script.js";
@@ -298,6 +305,123 @@ describe("renderJobScript (run through real bash)", () => {
     expect(text).not.toMatch(/^[^#].*--comment/m);
   });
 });
+
+describe("renderJobScript with Docker inside: the owner labels and the node's sweep (real bash, a stub docker)", () => {
+  /** A `docker` that lists what ps-output holds (or fails when ps-fails exists) and logs what it is asked to remove. */
+  const stubDocker = async (dir: string): Promise<PlannedCommand> => {
+    const stub = join(dir, "docker");
+    await writeFile(
+      stub,
+      [
+        "#!/bin/sh",
+        'case "$1" in',
+        '  ps) [ ! -e "$STUB_DIR/ps-fails" ] || { echo "Cannot connect to the Docker daemon" >&2; exit 1; }',
+        '      printf "%s\\n" "$*" > "$STUB_DIR/ps-args"; cat "$STUB_DIR/ps-output" ;;',
+        '  rm) shift; echo "$@" >> "$STUB_DIR/removed" ;;',
+        "esac",
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    return { argv: [stub], env: { PATH: "/usr/bin:/bin", STUB_DIR: dir }, cwd: "/", stdin: false };
+  };
+  const runWith = async (files: JobFiles, docker: PlannedCommand) => {
+    const options = renderSbatchOptions({
+      jobName: "j",
+      logFile: files.log,
+      chdir: files.dir,
+      signalBeforeLimitSec: 60,
+      stopSignal: "SIGTERM",
+    });
+    const text = renderJobScript({
+      plan: shellPlan("true"),
+      options,
+      files,
+      stopSignal: "SIGTERM",
+      dockerOwner: docker,
+    });
+    await writeFile(files.script, text, { mode: 0o755 });
+    const child = spawn("bash", [files.script], {
+      cwd: files.dir,
+      env: { ...process.env, SLURM_JOB_ID: "4242" },
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    return { code, stderr };
+  };
+
+  it("removes this node's containers whose owner is gone (ended, pid reused, zombie, earlier boot) and nothing else", async () => {
+    const files = await jobFolder("docker-sweep");
+    const docker = await stubDocker(files.dir);
+    const { bootId } = hostIdentity();
+    const alive = spawn("sleep", ["30"], { stdio: "ignore" });
+    // A zombie: the shell's first child ended, and the sleep it became never reaps it.
+    const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 30"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    try {
+      const zombiePid = Number((await firstChunk(parent.stdout)).trim());
+      await waitFor(async () => (await readProcStat(zombiePid))?.state === "Z");
+      const live = (await readProcStat(alive.pid as number)) as ProcStat;
+      const zombie = (await readProcStat(zombiePid)) as ProcStat;
+      const ended = spawn("true");
+      await new Promise((r) => ended.once("exit", r));
+      const rows = [
+        ["live", live.pid, live.startTime, bootId],
+        ["live-zero-padded", live.pid, `00${live.startTime}`, bootId],
+        ["reused", live.pid, live.startTime + 1, bootId],
+        ["ended", ended.pid, 12345, bootId],
+        ["zombie", zombie.pid, zombie.startTime, bootId],
+        ["earlier-boot", live.pid, live.startTime, "another-boot"],
+        ["not-a-pid", "self", live.startTime, bootId],
+        ["no-labels", "", "", ""],
+      ];
+      await writeFile(join(files.dir, "ps-output"), `${rows.map((r) => r.join(" ").trimEnd()).join("\n")}\n`);
+      expect(await runWith(files, docker)).toMatchObject({ code: 0 });
+      const removed = (await readFile(join(files.dir, "removed"), "utf8")).trim().split("\n");
+      expect(removed).toEqual([
+        "--force --volumes reused",
+        "--force --volumes ended",
+        "--force --volumes zombie",
+        "--force --volumes earlier-boot",
+      ]);
+      // Only contexec's containers of this host were asked for.
+      expect(await readFile(join(files.dir, "ps-args"), "utf8")).toContain(
+        `--filter label=io.contexec.managed=true --filter label=io.contexec.owner.host=${hostname()}`,
+      );
+      // The labels name the batch shell (ended now) on this node, and the job.
+      const labels = Object.fromEntries(
+        (await readFile(files.ownerLabels, "utf8"))
+          .trim()
+          .split("\n")
+          .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+      );
+      expect(ownerFromLabels(labels)).toMatchObject({ host: hostname(), bootId });
+      expect(labels["io.contexec.slurm.job"]).toBe("4242");
+    } finally {
+      alive.kill("SIGKILL");
+      parent.kill("SIGKILL");
+    }
+  });
+
+  it("a docker ps that fails is said in the job's log; the job still runs its container", async () => {
+    const files = await jobFolder("docker-sweep-fails");
+    const docker = await stubDocker(files.dir);
+    await writeFile(join(files.dir, "ps-fails"), "");
+    const r = await runWith(files, docker);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/no sweep of this node's leftover containers: docker ps failed: Cannot connect/);
+    expect(existsSync(join(files.dir, "removed"))).toBe(false);
+  });
+});
+
+async function firstChunk(stream: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve) => stream.once("data", (d: Buffer) => resolve(d.toString())));
+}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

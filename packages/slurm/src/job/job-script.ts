@@ -313,38 +313,60 @@ function stdinFeeder(files: JobFiles): string[] {
  * it and leaves the container running. Its owner labels therefore name this batch shell on its
  * node (pid, start time, host, boot), written to `labelFile` for `docker run --label-file`, with
  * the job id for people; and before its own container, the job removes this node's contexec
- * containers whose owner is gone, by the rule every Docker executor's sweep applies (a pid whose
- * start time no longer matches, a zombie, an earlier boot; other hosts' and unlabelled
- * containers are never touched). The next Docker job on the node, or any contexec there, cleans up.
+ * containers whose owner is gone, by the rule of core's judgeOwner, which every Docker executor's
+ * sweep applies: a pid whose start time no longer matches, a zombie, an earlier boot. Never
+ * touched: other hosts' containers, labels core would not read, and owners this shell cannot
+ * judge: where /proc hides other users' processes (hidepid), a pid it does not show; in a PID
+ * namespace of its own (pids that mean something else on the node), nothing is swept and no
+ * owner is written. The next Docker job on the node, or any contexec there, cleans up.
  */
 function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
   const q = shellQuote;
   const run = `${formatPlanCommand({ ...docker, argv: docker.argv.slice(0, 1), joinCgroups: [] })} "$@"`;
-  const format = ["pid", "startTime", "bootId"].map(
-    (k) => `{{.Label "${OWNER_LABELS[k as keyof typeof OWNER_LABELS]}"}}`,
-  );
+  const format = `{{.ID}} {{.Label "${OWNER_LABELS.pid}"}} {{.Label "${OWNER_LABELS.startTime}"}} {{.Label "${OWNER_LABELS.bootId}"}}`;
   return [
     `contexec_docker() { ${run}; }`,
     "contexec_boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)",
     "contexec_host=$(uname -n)",
-    // Field 22 of /proc/PID/stat (after the command name, which may hold spaces): its start time.
-    "contexec_start_time() {",
+    `contexec_hidepid=$(awk '$2 == "/proc" && $3 == "proc" { if ($4 ~ /(^|,)hidepid=/ && $4 !~ /(^|,)hidepid=(0|off)(,|$)/) print 1; exit }' /proc/mounts 2>/dev/null)`,
+    // More than one pid in NSpid: this shell is in a PID namespace of its own.
+    `contexec_nested=$(awk '$1 == "NSpid:" { if (NF > 2) print 1; exit }' /proc/self/status 2>/dev/null)`,
+    // "STATE START": fields 3 and 22 of /proc/PID/stat (after the command name, which may hold
+    // spaces and parentheses); fails when the process is not there to read.
+    "contexec_proc() {",
     "  local stat",
     '  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
     "  set -- ${stat##*) }",
-    '  case "$1" in Z|X) return 1 ;; esac',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
-    '  printf "%s" "${20}"',
+    '  printf "%s %s" "$1" "${20}"',
     "}",
-    'if [ -n "$contexec_boot" ]; then',
-    `  contexec_docker ps --all --no-trunc --filter ${q(`label=io.contexec.managed=true`)} --filter "label=${OWNER_LABELS.host}=$contexec_host" --format ${q(`{{.ID}} ${format.join(" ")}`)} 2>/dev/null |`,
-    "    while read -r contexec_c contexec_p contexec_s contexec_b; do",
+    // Whether the owner (pid $1, start time $2, decimal) is gone.
+    "contexec_owner_gone() {",
+    "  local now",
+    '  if ! now=$(contexec_proc "$1"); then [ -z "$contexec_hidepid" ]; return; fi',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    '  case "${now%% *}" in Z | X) return 0 ;; esac',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
+    '  [ "${now#* }" -ne "$2" ]',
+    "}",
+    'if [ -n "$contexec_boot" ] && [ -z "$contexec_nested" ]; then',
+    `  if contexec_list=$(contexec_docker ps --all --no-trunc --filter ${q("label=io.contexec.managed=true")} --filter "label=${OWNER_LABELS.host}=$contexec_host" --format ${q(format)} 2>&1); then`,
+    '    printf "%s\\n" "$contexec_list" | while read -r contexec_c contexec_p contexec_s contexec_b; do',
+    // Owner labels as core reads them (decimal pid and start time, a boot id), else not judged.
+    '      case "$contexec_p:$contexec_s" in *[!0-9:]* | :* | *:) continue ;; esac',
     '      [ -n "$contexec_b" ] || continue',
-    '      [ "$contexec_b" != "$contexec_boot" ] || [ "$(contexec_start_time "$contexec_p")" != "$contexec_s" ] || continue',
-    '      contexec_docker rm --force --volumes "$contexec_c" >/dev/null 2>&1 || true',
+    '      [ "$contexec_b" != "$contexec_boot" ] || contexec_owner_gone "$contexec_p" "$contexec_s" || continue',
+    '      contexec_docker rm --force --volumes "$contexec_c" < /dev/null > /dev/null 2>&1 || true',
     "    done",
+    "  else",
+    '    echo "contexec: no sweep of this node\'s leftover containers: docker ps failed: $contexec_list" >&2',
+    "  fi",
     "fi",
-    `printf '%s\\n' "${OWNER_LABELS.pid}=$$" "${OWNER_LABELS.startTime}=$(contexec_start_time $$)" "${OWNER_LABELS.host}=$contexec_host" "${OWNER_LABELS.bootId}=$contexec_boot" "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
+    'if [ -z "$contexec_nested" ] && contexec_self=$(contexec_proc $$); then',
+    `  printf '%s\\n' "${OWNER_LABELS.pid}=$$" "${OWNER_LABELS.startTime}=\${contexec_self#* }" "${OWNER_LABELS.host}=$contexec_host" "${OWNER_LABELS.bootId}=$contexec_boot" "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
+    "else",
+    `  printf '%s\\n' "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
+    "fi",
   ];
 }
