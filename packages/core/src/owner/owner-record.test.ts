@@ -63,17 +63,20 @@ describe("judgeOwner", () => {
 });
 
 describe("procHidesOthers", () => {
-  it("reads hidepid from /proc's line in /proc/mounts, in every spelling", () => {
+  it("reads hidepid from /proc's line in /proc/mounts, in every spelling; root and the exempt group see all", () => {
     const mounts = (options: string) =>
       `sysfs /sys sysfs rw,nosuid 0 0\nproc /proc proc ${options} 0 0\ntmpfs /run tmpfs rw 0 0\n`;
-    expect(procHidesOthers(mounts("rw,nosuid,nodev,noexec,relatime"))).toBe(false);
-    expect(procHidesOthers(mounts("rw,relatime,hidepid=0"))).toBe(false);
-    expect(procHidesOthers(mounts("rw,relatime,hidepid=off"))).toBe(false);
+    const user = { uid: 1000, groups: [1000, 100] };
+    expect(procHidesOthers(mounts("rw,nosuid,nodev,noexec,relatime"), user)).toBe(false);
+    expect(procHidesOthers(mounts("rw,relatime,hidepid=0"), user)).toBe(false);
+    expect(procHidesOthers(mounts("rw,relatime,hidepid=off"), user)).toBe(false);
     for (const v of ["1", "2", "noaccess", "invisible", "ptraceable"]) {
-      expect(procHidesOthers(mounts(`rw,relatime,hidepid=${v},gid=27`))).toBe(true);
+      expect(procHidesOthers(mounts(`rw,relatime,hidepid=${v},gid=27`), user)).toBe(true);
     }
+    expect(procHidesOthers(mounts("rw,hidepid=2"), { uid: 0, groups: [0] })).toBe(false);
+    expect(procHidesOthers(mounts("rw,hidepid=2,gid=100"), user)).toBe(false);
     // A container's own /proc elsewhere does not count.
-    expect(procHidesOthers("proc /srv/chroot/proc proc rw,hidepid=2 0 0\n")).toBe(false);
+    expect(procHidesOthers("proc /srv/chroot/proc proc rw,hidepid=2 0 0\n", user)).toBe(false);
   });
 });
 

@@ -66,7 +66,10 @@ export function hostIdentity(): HostIdentity {
     }
     let procHidden = false;
     try {
-      procHidden = procHidesOthers(readFileSync("/proc/mounts", "utf8"));
+      procHidden = procHidesOthers(readFileSync("/proc/mounts", "utf8"), {
+        uid: process.getuid?.(),
+        groups: process.getgroups?.() ?? [],
+      });
     } catch {
       // no /proc/mounts: bootId decides
     }
@@ -76,15 +79,22 @@ export function hostIdentity(): HostIdentity {
 }
 
 /**
- * Whether /proc, as /proc/mounts lists it, hides other users' processes (hidepid=1/2, or the
- * names newer kernels use: noaccess, invisible, ptraceable). Pure.
+ * Whether /proc, as /proc/mounts lists it, hides other users' processes from a process of `uid`
+ * in `groups`: mounted with hidepid=1/2 (or the names newer kernels use: noaccess, invisible,
+ * ptraceable), unless it is root or in the group the mount's gid= option exempts. Pure.
  */
-export function procHidesOthers(mounts: string): boolean {
+export function procHidesOthers(
+  mounts: string,
+  viewer: { uid?: number | undefined; groups: number[] },
+): boolean {
+  if (viewer.uid === 0) return false;
   for (const line of mounts.split("\n")) {
     const [, mountPoint, type, options = ""] = line.split(" ");
     if (mountPoint !== "/proc" || type !== "proc") continue;
     const hidepid = /(?:^|,)hidepid=([^,]*)/.exec(options)?.[1];
-    return hidepid !== undefined && hidepid !== "0" && hidepid !== "off";
+    if (hidepid === undefined || hidepid === "0" || hidepid === "off") return false;
+    const gid = /(?:^|,)gid=(\d+)/.exec(options)?.[1];
+    return gid === undefined || !viewer.groups.includes(Number(gid));
   }
   return false;
 }

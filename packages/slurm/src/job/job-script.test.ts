@@ -11,6 +11,7 @@ import {
   type ProcStat,
   type RunPlan,
   readProcStat,
+  shellQuote,
 } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type JobFiles, jobFiles } from "./job-files.js";
@@ -406,6 +407,31 @@ describe("renderJobScript with Docker inside: the owner labels and the node's sw
       alive.kill("SIGKILL");
       parent.kill("SIGKILL");
     }
+  });
+
+  it("reads hidepid from /proc/mounts as core does: root and the exempt group see every process", async () => {
+    const files = await jobFolder("docker-hidepid");
+    const text = renderJobScript({
+      plan: shellPlan("true"),
+      options: [],
+      files,
+      stopSignal: "SIGTERM",
+      dockerOwner: await stubDocker(files.dir),
+    });
+    const line = text.split("\n").find((l) => l.startsWith("contexec_hidepid=")) as string;
+    const judge = async (options: string, uid: number, groups: string) => {
+      const mounts = join(files.dir, "mounts");
+      await writeFile(mounts, `sysfs /sys sysfs rw 0 0\nproc /proc proc ${options} 0 0\n`);
+      // id stands in for the viewer; the line reads the fixture in place of /proc/mounts.
+      const probe = `id() { if [ "$1" = -u ]; then echo ${uid}; else echo ${groups}; fi; }\n${line.replace("/proc/mounts", shellQuote(mounts))}\necho "[$contexec_hidepid]"`;
+      return (await run("bash", ["-c", probe])).stdout.trim() === "[1]";
+    };
+    expect(await judge("rw,nosuid,relatime", 1000, "1000 100")).toBe(false);
+    expect(await judge("rw,relatime,hidepid=off", 1000, "1000 100")).toBe(false);
+    expect(await judge("rw,relatime,hidepid=2", 1000, "1000 100")).toBe(true);
+    expect(await judge("rw,relatime,hidepid=invisible,gid=27", 1000, "1000 100")).toBe(true);
+    expect(await judge("rw,relatime,hidepid=2,gid=100", 1000, "1000 100")).toBe(false);
+    expect(await judge("rw,relatime,hidepid=2", 0, "0")).toBe(false);
   });
 
   it("a docker ps that fails is said in the job's log; the job still runs its container", async () => {

@@ -328,7 +328,9 @@ function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
     `contexec_docker() { ${run}; }`,
     "contexec_boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)",
     "contexec_host=$(uname -n)",
-    `contexec_hidepid=$(awk '$2 == "/proc" && $3 == "proc" { if ($4 ~ /(^|,)hidepid=/ && $4 !~ /(^|,)hidepid=(0|off)(,|$)/) print 1; exit }' /proc/mounts 2>/dev/null)`,
+    // Set when /proc hides other users' processes from this shell (hidepid, unless root or in the
+    // mount's exempt gid=), as core's procHidesOthers reads it.
+    `contexec_hidepid=$(awk -v uid="$(id -u)" -v groups=" $(id -G) " '$2 == "/proc" && $3 == "proc" { n = split($4, o, ","); for (i = 1; i <= n; i++) { if (o[i] ~ /^hidepid=/) h = substr(o[i], 9); if (o[i] ~ /^gid=/) g = substr(o[i], 5) } if (uid != 0 && h != "" && h != "0" && h != "off" && (g == "" || index(groups, " " g " ") == 0)) print 1; exit }' /proc/mounts 2>/dev/null)`,
     // More than one pid in NSpid: this shell is in a PID namespace of its own.
     `contexec_nested=$(awk '$1 == "NSpid:" { if (NF > 2) print 1; exit }' /proc/self/status 2>/dev/null)`,
     // "STATE START": fields 3 and 22 of /proc/PID/stat (after the command name, which may hold
