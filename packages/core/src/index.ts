@@ -144,8 +144,10 @@ export {
   currentOwner,
   type HostIdentity,
   hostIdentity,
+  INITIAL_PID_NS,
   judgeOwner,
   type LivenessOptions,
+  OWNER_LABEL_FORMS,
   OWNER_LABELS,
   type OwnerLiveness,
   type OwnerRecord,
@@ -155,7 +157,6 @@ export {
   ownerLiveness,
   ownerLivenessSync,
   parseOwnerRecord,
-  procHidesOthers,
 } from "./owner/owner-record.js";
 export { dieWithParent } from "./owner/parent-death.js";
 export { type ProcStat, parseProcStat, readProcStat, readProcStatSync } from "./owner/proc-stat.js";

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   currentOwner,
   hostIdentity,
+  INITIAL_PID_NS,
   judgeOwner,
   type OwnerRecord,
   ownedByThisUser,
@@ -13,7 +14,6 @@ import {
   ownerLabels,
   ownerLiveness,
   parseOwnerRecord,
-  procHidesOthers,
 } from "./owner-record.js";
 import { parseProcStat } from "./proc-stat.js";
 
@@ -42,6 +42,19 @@ describe("judgeOwner", () => {
   it("never judges another host's owner, nor anything where /proc cannot be read", () => {
     expect(judgeOwner(OWNER, { ...HERE, host: "node8" }, undefined)).toBe("unknown");
     expect(judgeOwner(OWNER, { ...HERE, bootId: "" }, undefined)).toBe("unknown");
+    expect(judgeOwner({ ...OWNER, bootId: "" }, HERE, undefined)).toBe("unknown");
+  });
+  it("judges pids of its own PID namespace only; an old record without one, from the host's", () => {
+    const nested = "pid:[4026532999]";
+    const hostNs = { ...HERE, pidNs: INITIAL_PID_NS };
+    expect(judgeOwner({ ...OWNER, pidNs: INITIAL_PID_NS }, hostNs, undefined)).toBe("dead");
+    expect(judgeOwner({ ...OWNER, pidNs: nested }, hostNs, undefined)).toBe("unknown");
+    expect(judgeOwner({ ...OWNER, pidNs: nested }, { ...HERE, pidNs: nested }, undefined)).toBe("dead");
+    expect(judgeOwner(OWNER, hostNs, undefined)).toBe("dead");
+    expect(judgeOwner(OWNER, { ...HERE, pidNs: nested }, undefined)).toBe("unknown");
+    expect(judgeOwner({ ...OWNER, pidNs: nested }, HERE, undefined)).toBe("unknown");
+    // A reboot ends every namespace's processes.
+    expect(judgeOwner({ ...OWNER, pidNs: nested }, { ...hostNs, bootId: "b1" }, undefined)).toBe("dead");
   });
   it("where /proc hides other users' processes, a pid not shown is unknown, a reused one still dead", () => {
     const hidden = { ...HERE, procHidden: true };
@@ -62,35 +75,19 @@ describe("judgeOwner", () => {
   });
 });
 
-describe("procHidesOthers", () => {
-  it("reads hidepid from /proc's line in /proc/mounts, in every spelling; root and the exempt group see all", () => {
-    const mounts = (options: string) =>
-      `sysfs /sys sysfs rw,nosuid 0 0\nproc /proc proc ${options} 0 0\ntmpfs /run tmpfs rw 0 0\n`;
-    const user = { uid: 1000, groups: [1000, 100] };
-    expect(procHidesOthers(mounts("rw,nosuid,nodev,noexec,relatime"), user)).toBe(false);
-    expect(procHidesOthers(mounts("rw,relatime,hidepid=0"), user)).toBe(false);
-    expect(procHidesOthers(mounts("rw,relatime,hidepid=off"), user)).toBe(false);
-    for (const v of ["1", "2", "noaccess", "invisible", "ptraceable"]) {
-      expect(procHidesOthers(mounts(`rw,relatime,hidepid=${v},gid=27`), user)).toBe(true);
-    }
-    expect(procHidesOthers(mounts("rw,hidepid=2"), { uid: 0, groups: [0] })).toBe(false);
-    expect(procHidesOthers(mounts("rw,hidepid=2,gid=100"), user)).toBe(false);
-    // A container's own /proc elsewhere does not count.
-    expect(procHidesOthers("proc /srv/chroot/proc proc rw,hidepid=2 0 0\n", user)).toBe(false);
-  });
-});
-
 describe("owner records on this host", () => {
   it("this process is alive; an ended child, a reused start time and another host are not", async () => {
     const me = currentOwner();
     expect(me.pid).toBe(process.pid);
     expect(me.startTime).toBeGreaterThan(0);
     expect(me.host).toBe(hostIdentity().host);
+    expect(me.pidNs).toMatch(/^pid:\[\d+\]$/);
     expect(await ownerLiveness(me)).toBe("alive");
     expect(await ownerLiveness({ ...me, startTime: me.startTime + 1 })).toBe("dead");
     expect(await ownerLiveness({ ...me, host: `${me.host}-elsewhere` })).toBe("unknown");
+    // (the child is this user's: a /proc that hides other users' processes shows it, ended or not)
     const child = spawnSync("true");
-    expect(await ownerLiveness({ ...me, pid: child.pid as number })).toBe("dead");
+    expect(await ownerLiveness({ ...me, pid: child.pid as number }, { sameUser: true })).toBe("dead");
   });
 });
 
@@ -105,6 +102,26 @@ describe("owner labels", () => {
     });
     expect(ownerFromLabels({ ...labels, other: "x" })).toEqual(OWNER);
     expect(ownerFromLabels({ ...labels, "io.contexec.owner.pid": "12x" })).toBeUndefined();
+    // Numbers as /proc writes them, or nothing: the job scripts' sweeps read labels alike.
+    for (const [key, value] of [
+      ["io.contexec.owner.pid", "04242"],
+      ["io.contexec.owner.pid", "0"],
+      ["io.contexec.owner.pid", "+4242"],
+      ["io.contexec.owner.pid", " 4242"],
+      ["io.contexec.owner.pid", "12345678901"],
+      ["io.contexec.owner.start-time", "01000"],
+      ["io.contexec.owner.start-time", "1234567890123456"],
+    ] as const) {
+      expect(ownerFromLabels({ ...labels, [key]: value })).toBeUndefined();
+    }
+    expect(ownerFromLabels({ ...labels, "io.contexec.owner.start-time": "0" })).toEqual({
+      ...OWNER,
+      startTime: 0,
+    });
+    const withNs = ownerLabels({ ...OWNER, pidNs: "pid:[4026531836]" });
+    expect(withNs["io.contexec.owner.pid-ns"]).toBe("pid:[4026531836]");
+    expect(ownerFromLabels(withNs)).toEqual({ ...OWNER, pidNs: "pid:[4026531836]" });
+    expect(ownerFromLabels({ ...withNs, "io.contexec.owner.pid-ns": "mnt:[1]" })).toBeUndefined();
     expect(ownerFromLabels({ ...labels, "io.contexec.owner.host": "" })).toBeUndefined();
     expect(ownerFromLabels({ "io.contexec.managed": "true" })).toBeUndefined();
     expect(ownerFromLabels(undefined)).toBeUndefined();

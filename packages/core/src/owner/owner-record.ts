@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { type ProcStat, readProcStat, readProcStatSync } from "./proc-stat.js";
@@ -16,7 +16,15 @@ export interface OwnerRecord {
   host: string;
   /** /proc/sys/kernel/random/boot_id: a record from before a reboot names a dead process. */
   bootId: string;
+  /**
+   * The PID namespace `pid` belongs to (the link /proc/self/ns/pid, `pid:[N]`): a pid means
+   * another process in another namespace. Absent in records written before it was kept.
+   */
+  pidNs?: string;
 }
+
+/** The PID namespace of the host itself (the kernel's fixed inode for it). */
+export const INITIAL_PID_NS = "pid:[4026531836]";
 
 /** The host a judgement is made on. */
 export interface HostIdentity {
@@ -24,10 +32,12 @@ export interface HostIdentity {
   /** Empty where it cannot be read (no /proc): then nothing can be judged. */
   bootId: string;
   /**
-   * /proc hides other users' processes (mounted with hidepid, as on many shared HPC nodes): a
-   * pid it does not show is not known to be gone.
+   * /proc hides other users' processes (mounted with hidepid, as on many shared HPC nodes; seen
+   * as pid 1 not readable): a pid it does not show is not known to be gone.
    */
   procHidden?: boolean;
+  /** This process's PID namespace (see {@link OwnerRecord.pidNs}); absent where it cannot be read. */
+  pidNs?: string;
 }
 
 /**
@@ -47,8 +57,13 @@ export function judgeOwner(
   now: ProcStat | undefined,
   sameUser = false,
 ): OwnerLiveness {
-  if (record.host !== here.host || here.bootId === "") return "unknown";
+  if (record.host !== here.host || here.bootId === "" || record.bootId === "") return "unknown";
   if (record.bootId !== here.bootId) return "dead";
+  // Pids of another namespace name other processes here; so may an old record's, seen from a
+  // namespace other than the host's.
+  if (record.pidNs !== here.pidNs && (record.pidNs !== undefined || here.pidNs !== INITIAL_PID_NS)) {
+    return "unknown";
+  }
   if (!now) return here.procHidden && !sameUser ? "unknown" : "dead";
   if (now.startTime !== record.startTime) return "dead";
   return now.state === "Z" || now.state === "X" ? "dead" : "alive";
@@ -64,47 +79,32 @@ export function hostIdentity(): HostIdentity {
     } catch {
       // not Linux: nothing can be judged
     }
-    let procHidden = false;
+    let pidNs: string | undefined;
     try {
-      procHidden = procHidesOthers(readFileSync("/proc/mounts", "utf8"), {
-        uid: process.getuid?.(),
-        groups: process.getgroups?.() ?? [],
-      });
+      pidNs = readlinkSync("/proc/self/ns/pid");
     } catch {
-      // no /proc/mounts: bootId decides
+      // no /proc: bootId decides
     }
-    identity = { host: hostname(), bootId, ...(procHidden && { procHidden }) };
+    // pid 1 is not readable where /proc hides other users' processes from this one (hidepid,
+    // unless root or in the mount's exempt group): asked of the kernel, not of mount options.
+    const procHidden = bootId !== "" && readProcStatSync(1) === undefined;
+    identity = { host: hostname(), bootId, ...(procHidden && { procHidden }), ...(pidNs && { pidNs }) };
   }
   return identity;
-}
-
-/**
- * Whether /proc, as /proc/mounts lists it, hides other users' processes from a process of `uid`
- * in `groups`: mounted with hidepid=1/2 (or the names newer kernels use: noaccess, invisible,
- * ptraceable), unless it is root or in the group the mount's gid= option exempts. Pure.
- */
-export function procHidesOthers(
-  mounts: string,
-  viewer: { uid?: number | undefined; groups: number[] },
-): boolean {
-  if (viewer.uid === 0) return false;
-  for (const line of mounts.split("\n")) {
-    const [, mountPoint, type, options = ""] = line.split(" ");
-    if (mountPoint !== "/proc" || type !== "proc") continue;
-    const hidepid = /(?:^|,)hidepid=([^,]*)/.exec(options)?.[1];
-    if (hidepid === undefined || hidepid === "0" || hidepid === "off") return false;
-    const gid = /(?:^|,)gid=(\d+)/.exec(options)?.[1];
-    return gid === undefined || !viewer.groups.includes(Number(gid));
-  }
-  return false;
 }
 
 let self: OwnerRecord | undefined;
 /** This process as an owner (read once). */
 export function currentOwner(): OwnerRecord {
   if (!self || self.pid !== process.pid) {
-    const { host, bootId } = hostIdentity();
-    self = { pid: process.pid, startTime: readProcStatSync("self")?.startTime ?? 0, host, bootId };
+    const { host, bootId, pidNs } = hostIdentity();
+    self = {
+      pid: process.pid,
+      startTime: readProcStatSync("self")?.startTime ?? 0,
+      host,
+      bootId,
+      ...(pidNs && { pidNs }),
+    };
   }
   return self;
 }
@@ -154,11 +154,18 @@ export function parseOwnerRecord(value: unknown): OwnerRecord | undefined {
     !Number.isSafeInteger(v.startTime) ||
     typeof v.host !== "string" ||
     v.host === "" ||
-    typeof v.bootId !== "string"
+    typeof v.bootId !== "string" ||
+    (v.pidNs !== undefined && (typeof v.pidNs !== "string" || !/^pid:\[\d+\]$/.test(v.pidNs)))
   ) {
     return undefined;
   }
-  return { pid: v.pid as number, startTime: v.startTime as number, host: v.host, bootId: v.bootId };
+  return {
+    pid: v.pid as number,
+    startTime: v.startTime as number,
+    host: v.host,
+    bootId: v.bootId,
+    ...(v.pidNs !== undefined && { pidNs: v.pidNs }),
+  };
 }
 
 /** Labels that carry an owner record (on Docker containers). */
@@ -167,6 +174,13 @@ export const OWNER_LABELS = {
   startTime: "io.contexec.owner.start-time",
   host: "io.contexec.owner.host",
   bootId: "io.contexec.owner.boot-id",
+  pidNs: "io.contexec.owner.pid-ns",
+} as const;
+
+/** What an owner label's number may look like (see {@link ownerFromLabels}). */
+export const OWNER_LABEL_FORMS = {
+  pid: /^[1-9]\d{0,9}$/,
+  startTime: /^(0|[1-9]\d{0,14})$/,
 } as const;
 
 /** An owner record as labels (pure). */
@@ -176,6 +190,7 @@ export function ownerLabels(record: OwnerRecord): Record<string, string> {
     [OWNER_LABELS.startTime]: String(record.startTime),
     [OWNER_LABELS.host]: record.host,
     [OWNER_LABELS.bootId]: record.bootId,
+    ...(record.pidNs !== undefined && { [OWNER_LABELS.pidNs]: record.pidNs }),
   };
 }
 
@@ -184,11 +199,15 @@ export function ownerFromLabels(
   labels: Readonly<Record<string, string>> | undefined,
 ): OwnerRecord | undefined {
   if (!labels) return undefined;
-  const number = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : Number.NaN);
+  // Decimal as /proc writes them (no sign, no leading zero), within what a pid and a start time
+  // can be: the job scripts' sweeps (SLURM, Docker inside) read labels by the same rule.
+  const number = (s: string | undefined, form: RegExp) =>
+    s !== undefined && form.test(s) ? Number(s) : Number.NaN;
   return parseOwnerRecord({
-    pid: number(labels[OWNER_LABELS.pid]),
-    startTime: number(labels[OWNER_LABELS.startTime]),
+    pid: number(labels[OWNER_LABELS.pid], OWNER_LABEL_FORMS.pid),
+    startTime: number(labels[OWNER_LABELS.startTime], OWNER_LABEL_FORMS.startTime),
     host: labels[OWNER_LABELS.host],
     bootId: labels[OWNER_LABELS.bootId],
+    pidNs: labels[OWNER_LABELS.pidNs],
   });
 }

@@ -11,7 +11,6 @@ import {
   type ImageConfig,
   type ImageId,
   InvalidConfigError,
-  ownedByThisUser,
   ownerLiveness,
   parseOwnerRecord,
   type SweepReport,
@@ -438,10 +437,17 @@ const LOCK_FS = {
 /** The lock's holder is a process of this host that has ended (a lock without a record is never judged). */
 async function holderIsDead(lockPath: string): Promise<boolean> {
   try {
-    const file = join(lockPath, LOCK_OWNER_FILE);
-    const owner = parseOwnerRecord(JSON.parse(await readFile(file, "utf8")));
-    if (owner === undefined) return false;
-    return (await ownerLiveness(owner, { sameUser: await ownedByThisUser(file) })) === "dead";
+    // Read and stat through one handle: the record judged is the one whose owner is checked.
+    const handle = await open(join(lockPath, LOCK_OWNER_FILE), "r");
+    try {
+      const [text, info] = await Promise.all([handle.readFile("utf8"), handle.stat()]);
+      const owner = parseOwnerRecord(JSON.parse(text));
+      if (owner === undefined) return false;
+      const sameUser = info.uid === process.getuid?.();
+      return (await ownerLiveness(owner, { sameUser })) === "dead";
+    } finally {
+      await handle.close();
+    }
   } catch {
     return false;
   }

@@ -3,6 +3,7 @@ import {
   formatPlanCommand,
   formatPlanHeader,
   formatPlanStep,
+  INITIAL_PID_NS,
   OWNER_LABELS,
   PLAN_SETUP_FAILED_EXIT,
   type PlannedCommand,
@@ -311,27 +312,33 @@ function stdinFeeder(files: JobFiles): string[] {
  * With Docker inside, the container runs under the node's daemon, outside the job: a SIGKILLed
  * job (scancel --signal=KILL, a node's OOM killer, the end of KillWait) takes the docker CLI with
  * it and leaves the container running. Its owner labels therefore name this batch shell on its
- * node (pid, start time, host, boot), written to `labelFile` for `docker run --label-file`, with
- * the job id for people; and before its own container, the job removes this node's contexec
- * containers whose owner is gone, by the rule of core's judgeOwner, which every Docker executor's
- * sweep applies: a pid whose start time no longer matches, a zombie, an earlier boot. Never
- * touched: other hosts' containers, labels core would not read, and owners this shell cannot
- * judge: where /proc hides other users' processes (hidepid), a pid it does not show; in a PID
- * namespace of its own (pids that mean something else on the node), nothing is swept and no
- * owner is written. The next Docker job on the node, or any contexec there, cleans up.
+ * node (pid, start time, host, boot, PID namespace), written to `labelFile` for
+ * `docker run --label-file`, with the job id for people; and before its own container, the job
+ * removes this node's contexec containers whose owner is gone, by core's rule (judgeOwner, which
+ * every Docker executor's sweep applies): an earlier boot; or, in this shell's own PID namespace,
+ * a pid whose start time no longer matches, or a zombie. Never touched: other hosts' containers,
+ * labels core would not read (ownerFromLabels' forms), owners of another PID namespace (or of an
+ * unnamed one, seen from a namespace other than the host's), and where /proc hides other users'
+ * processes (hidepid: pid 1 not readable), a pid it does not show. A shell whose /proc is an outer
+ * namespace's (its pid there is not `$$`) sweeps nothing and names no owner. The next Docker job
+ * on the node, or any contexec there, cleans up.
  */
 function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
   const q = shellQuote;
+  const L = OWNER_LABELS;
   const run = `${formatPlanCommand({ ...docker, argv: docker.argv.slice(0, 1), joinCgroups: [] })} "$@"`;
-  const format = `{{.ID}} {{.Label "${OWNER_LABELS.pid}"}} {{.Label "${OWNER_LABELS.startTime}"}} {{.Label "${OWNER_LABELS.bootId}"}}`;
+  // "|" between the fields: an empty label stays an empty field (read splits on it alone).
+  const format = `{{.ID}}|{{.Label "${L.pid}"}}|{{.Label "${L.startTime}"}}|{{.Label "${L.bootId}"}}|{{.Label "${L.pidNs}"}}`;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansions, not templates
+  const job = '"io.contexec.slurm.job=${SLURM_JOB_ID:-}"';
   return [
     `contexec_docker() { ${run}; }`,
     "contexec_boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)",
     "contexec_host=$(uname -n)",
-    // Set when /proc hides other users' processes from this shell (hidepid, unless root or in the
-    // mount's exempt gid=), as core's procHidesOthers reads it.
-    `contexec_hidepid=$(awk -v uid="$(id -u)" -v groups=" $(id -G) " '$2 == "/proc" && $3 == "proc" { n = split($4, o, ","); for (i = 1; i <= n; i++) { if (o[i] ~ /^hidepid=/) h = substr(o[i], 9); if (o[i] ~ /^gid=/) g = substr(o[i], 5) } if (uid != 0 && h != "" && h != "0" && h != "off" && (g == "" || index(groups, " " g " ") == 0)) print 1; exit }' /proc/mounts 2>/dev/null)`,
-    // More than one pid in NSpid: this shell is in a PID namespace of its own.
+    "contexec_pidns=$(readlink /proc/self/ns/pid 2>/dev/null)",
+    "contexec_hidepid=",
+    "cat /proc/1/stat > /dev/null 2>&1 || contexec_hidepid=1",
+    // More than one pid in NSpid: /proc here is an outer namespace's, where this shell is not $$.
     `contexec_nested=$(awk '$1 == "NSpid:" { if (NF > 2) print 1; exit }' /proc/self/status 2>/dev/null)`,
     // "STATE START": fields 3 and 22 of /proc/PID/stat (after the command name, which may hold
     // spaces and parentheses); fails when the process is not there to read.
@@ -343,32 +350,37 @@ function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
     '  printf "%s %s" "$1" "${20}"',
     "}",
-    // Whether the owner (pid $1, start time $2, decimal) is gone.
+    // Whether the owner (pid $1, start time $2, both as /proc writes them) is gone.
     "contexec_owner_gone() {",
     "  local now",
     '  if ! now=$(contexec_proc "$1"); then [ -z "$contexec_hidepid" ]; return; fi',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
     '  case "${now%% *}" in Z | X) return 0 ;; esac',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash parameter expansion, not a template
-    '  [ "${now#* }" -ne "$2" ]',
+    '  [ "${now#* }" != "$2" ]',
     "}",
     'if [ -n "$contexec_boot" ] && [ -z "$contexec_nested" ]; then',
-    `  if contexec_list=$(contexec_docker ps --all --no-trunc --filter ${q("label=io.contexec.managed=true")} --filter "label=${OWNER_LABELS.host}=$contexec_host" --format ${q(format)} 2>&1); then`,
-    '    printf "%s\\n" "$contexec_list" | while read -r contexec_c contexec_p contexec_s contexec_b; do',
-    // Owner labels as core reads them (decimal pid and start time, a boot id), else not judged.
-    '      case "$contexec_p:$contexec_s" in *[!0-9:]* | :* | *:) continue ;; esac',
-    '      [ -n "$contexec_b" ] || continue',
-    '      [ "$contexec_b" != "$contexec_boot" ] || contexec_owner_gone "$contexec_p" "$contexec_s" || continue',
+    // docker's own messages go to the job's log, not into the list.
+    `  if contexec_list=$(contexec_docker ps --all --no-trunc --filter ${q("label=io.contexec.managed=true")} --filter "label=${L.host}=$contexec_host" --format ${q(format)}); then`,
+    `    printf "%s\\n" "$contexec_list" | while IFS='|' read -r contexec_c contexec_p contexec_s contexec_b contexec_n; do`,
+    // The forms core reads (OWNER_LABEL_FORMS): decimal without sign or leading zero, a boot id.
+    "      case \"$contexec_p\" in '' | 0* | *[!0-9]*) continue ;; esac",
+    "      case \"$contexec_s\" in '' | 0?* | *[!0-9]*) continue ;; esac",
+    '      [ "${#contexec_p}" -le 10 ] && [ "${#contexec_s}" -le 15 ] && [ -n "$contexec_b" ] || continue',
+    '      if [ "$contexec_b" = "$contexec_boot" ]; then',
+    `        [ "$contexec_n" = "$contexec_pidns" ] || { [ -z "$contexec_n" ] && [ "$contexec_pidns" = ${q(INITIAL_PID_NS)} ]; } || continue`,
+    '        contexec_owner_gone "$contexec_p" "$contexec_s" || continue',
+    "      fi",
     '      contexec_docker rm --force --volumes "$contexec_c" < /dev/null > /dev/null 2>&1 || true',
     "    done",
     "  else",
-    '    echo "contexec: no sweep of this node\'s leftover containers: docker ps failed: $contexec_list" >&2',
+    '    echo "contexec: no sweep of this node\'s leftover containers: docker ps failed" >&2',
     "  fi",
     "fi",
-    'if [ -z "$contexec_nested" ] && contexec_self=$(contexec_proc $$); then',
-    `  printf '%s\\n' "${OWNER_LABELS.pid}=$$" "${OWNER_LABELS.startTime}=\${contexec_self#* }" "${OWNER_LABELS.host}=$contexec_host" "${OWNER_LABELS.bootId}=$contexec_boot" "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
+    'if [ -n "$contexec_boot" ] && [ -z "$contexec_nested" ] && contexec_self=$(contexec_proc $$); then',
+    `  printf '%s\\n' "${L.pid}=$$" "${L.startTime}=\${contexec_self#* }" "${L.host}=$contexec_host" "${L.bootId}=$contexec_boot" "${L.pidNs}=$contexec_pidns" ${job} > ${q(labelFile)} || contexec_setup_failed`,
     "else",
-    `  printf '%s\\n' "io.contexec.slurm.job=\${SLURM_JOB_ID:-}" > ${q(labelFile)} || contexec_setup_failed`,
+    `  printf '%s\\n' ${job} > ${q(labelFile)} || contexec_setup_failed`,
     "fi",
   ];
 }
