@@ -14,7 +14,6 @@ import {
   type ProcStat,
   type RunPlan,
   readProcStat,
-  shellQuote,
 } from "@contexec/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type JobFiles, jobFiles } from "./job-files.js";

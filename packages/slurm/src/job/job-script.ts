@@ -366,6 +366,7 @@ function dockerOwnerLines(docker: PlannedCommand, labelFile: string): string[] {
     // The forms core reads (OWNER_LABEL_FORMS): decimal without sign or leading zero, a boot id.
     "      case \"$contexec_p\" in '' | 0* | *[!0-9]*) continue ;; esac",
     "      case \"$contexec_s\" in '' | 0?* | *[!0-9]*) continue ;; esac",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansions, not templates
     '      [ "${#contexec_p}" -le 10 ] && [ "${#contexec_s}" -le 15 ] && [ -n "$contexec_b" ] || continue',
     '      if [ "$contexec_b" = "$contexec_boot" ]; then',
     `        [ "$contexec_n" = "$contexec_pidns" ] || { [ -z "$contexec_n" ] && [ "$contexec_pidns" = ${q(INITIAL_PID_NS)} ]; } || continue`,
