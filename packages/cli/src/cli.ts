@@ -87,22 +87,19 @@ export async function runCli(args: string[], ctx: Omit<CommandContext, "args">):
     ctx.stderr.write(`contexec: unknown command "${name}"\n\n${mainHelp()}\n`);
     return EXIT.usage;
   }
-  const command = entry;
   try {
     return await (await entry.load()).run({ ...ctx, args: rest });
   } catch (err) {
     if (err instanceof UsageError) {
-      ctx.stderr.write(
-        `contexec ${command.name}: ${err.message}\n(contexec ${command.name} --help for usage)\n`,
-      );
+      ctx.stderr.write(`contexec ${entry.name}: ${err.message}\n(contexec ${entry.name} --help for usage)\n`);
       return EXIT.usage;
     }
     if (err instanceof ContainerError) {
-      ctx.stderr.write(`contexec ${command.name}: ${err.message}\n`);
+      ctx.stderr.write(`contexec ${entry.name}: ${err.message}\n`);
       return exitCodeOf(err);
     }
     ctx.stderr.write(
-      `contexec ${command.name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      `contexec ${entry.name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
     );
     return EXIT.runtime;
   }

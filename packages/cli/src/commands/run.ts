@@ -211,6 +211,9 @@ async function runJob(
   const graceMs = job.stopGraceMs ?? 10_000;
   let started = false;
   let abortTimer: NodeJS.Timeout | undefined;
+  /** The stop signal, then SIGKILL after the grace period. */
+  const stopContainer = () =>
+    void container?.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
   const stop = (first: boolean) => {
     if (!container) return;
     const supervision = container.supervision;
@@ -219,10 +222,9 @@ async function runJob(
       void supervision.notify("ABORT").catch(() => {});
       abortTimer = setTimeout(() => {
         say(`the job did not stop within ${graceMs / 1000}s of ABORT: stopping the container`);
-        void container?.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
+        stopContainer();
       }, graceMs);
-    } else if (first)
-      void container.kill({ ...(job.stopSignal && { signal: job.stopSignal }), graceMs }).catch(() => {});
+    } else if (first) stopContainer();
     else void container.kill({ signal: "SIGKILL", graceMs: 0 }).catch(() => {});
   };
   let firstSignal: NodeJS.Signals | undefined;

@@ -73,6 +73,11 @@ function shellPlan(script: string, options: { stdin?: boolean; env?: Record<stri
   };
 }
 
+/** A command of a plan's image preparation: `argv` with a plain PATH, in /. */
+function at(argv: string[]): PlannedCommand {
+  return { argv, env: { PATH: "/usr/bin:/bin" }, cwd: "/", stdin: false };
+}
+
 async function jobFolder(name: string): Promise<JobFiles> {
   const files = jobFiles(join(root, name));
   await mkdir(files.dir, { recursive: true });
@@ -164,12 +169,6 @@ describe("renderJobScript (run through real bash)", () => {
   it("stopped before its container starts (while the image is prepared), never starts it and reports the signal", async () => {
     const files = await jobFolder("early");
     const plan = shellPlan("echo ran");
-    const at = (argv: string[]): PlannedCommand => ({
-      argv,
-      env: { PATH: "/usr/bin:/bin" },
-      cwd: "/",
-      stdin: false,
-    });
     plan.image = {
       ...plan.image,
       action: "convert",
@@ -188,12 +187,6 @@ describe("renderJobScript (run through real bash)", () => {
     const plan = shellPlan("echo ran");
     const image = join(root, "slow.sif");
     const lock = `${image}.prepare-lock`;
-    const at = (argv: string[]): PlannedCommand => ({
-      argv,
-      env: { PATH: "/usr/bin:/bin" },
-      cwd: "/",
-      stdin: false,
-    });
     plan.image = {
       ...plan.image,
       action: "convert",
@@ -264,12 +257,6 @@ describe("renderJobScript (run through real bash)", () => {
       [1, 2, 3].map(async (n) => {
         const files = await jobFolder(`prepare-${n}`);
         const plan = shellPlan('test -s "$IMAGE" && echo ran', { env: { IMAGE: image } });
-        const at = (argv: string[]): PlannedCommand => ({
-          argv,
-          env: { PATH: "/usr/bin:/bin" },
-          cwd: "/",
-          stdin: false,
-        });
         plan.image = {
           ...plan.image,
           action: "convert",
