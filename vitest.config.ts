@@ -77,7 +77,8 @@ export default defineConfig({
         },
       },
       // What also runs as an ordinary user (scripts/test-unprivileged.sh): the Apptainer suite and
-      // probe, every test of the CLI, and the checks of test/unprivileged/. Only in that run.
+      // probe, every test of the CLI, the owner rules and the SLURM job script through real bash
+      // (jobs run as their users), and the checks of test/unprivileged/. Only in that run.
       ...(process.env.CONTEXEC_UNPRIVILEGED_RUN === "1"
         ? [
             {
@@ -88,6 +89,8 @@ export default defineConfig({
                   "packages/singularity/src/**/apptainer.conformance.runtime.test.ts",
                   "packages/singularity/src/**/probe.runtime.test.ts",
                   "packages/cli/src/**/*.test.ts",
+                  "packages/core/src/owner/*.test.ts",
+                  "packages/slurm/src/job/job-script.test.ts",
                   "test/unprivileged/**/*.test.ts",
                 ],
                 testTimeout: 180_000,
